@@ -1,3 +1,14 @@
 """channelstream: a websocket server that web applications drive through a signed JSON API."""
 
 __version__ = "0.8.0.dev0"
+
+
+def main(global_config: dict, **app_settings: str):  # type: ignore[no-untyped-def]
+    """PasteDeploy app factory (`use = egg:channelstream`): settings come from [app:main]."""
+    import os
+
+    from channelstream.app import make_app
+    from channelstream.settings import Settings
+
+    settings = Settings.from_sources(app_settings, environ=os.environ)
+    return make_app(settings)
