@@ -1,0 +1,136 @@
+"""Plain data of the core: channels, users, connections and the frames they exchange.
+
+Nothing here does I/O. Timestamps are naive UTC datetimes; every frame gets a sequence number
+(`seq`) from the State, which orders frames and decides what a connection has yet to see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+# A frame as it goes to a client: a JSON-ready dict (datetimes are encoded by the caller).
+Frame = dict[str, Any]
+StateValue = str | int | float | bool | None
+
+CHANNEL_FRAMES_KEPT = 100  # frames per channel kept for catchup (0.7.1's figure)
+USER_FRAMES_KEPT = 50  # direct messages per user kept for catchup (0.7.1's figure)
+
+# Keys of a stored message that only steer delivery; they never reach a client frame.
+DELIVERY_KEYS = ("pm_users", "exclude_users", "no_history")
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """Per-channel behaviour, as set by /connect, /subscribe or /channel_config."""
+
+    notify_presence: bool = False
+    store_history: bool = False
+    history_size: int = 10
+    broadcast_presence_with_user_lists: bool = False
+    notify_state: bool = False
+    store_frames: bool = True
+
+    def merged(self, changes: dict[str, Any]) -> ChannelConfig:
+        """A copy with only the given keys changed (fix F2: configs merge, never reset)."""
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in changes.items() if k in known})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class StoredFrame:
+    """A frame kept for catchup, with the routing that decides who may replay it."""
+
+    seq: int
+    frame: Frame  # shared with history for messages, so edits change both
+    pm_users: tuple[str, ...] = ()
+    exclude_users: tuple[str, ...] = ()
+
+    def visible_to(self, username: str) -> bool:
+        if username in self.exclude_users:
+            return False
+        return not self.pm_users or username in self.pm_users
+
+
+@dataclass
+class Channel:
+    name: str
+    config: ChannelConfig
+    last_active: datetime
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    long_name: str | None = None
+    # username -> conn_ids of that user in this channel (insertion-ordered)
+    members: dict[str, dict[str, None]] = field(default_factory=dict)
+    history: list[StoredFrame] = field(default_factory=list)
+    frames: deque[StoredFrame] = field(
+        default_factory=lambda: deque(maxlen=CHANNEL_FRAMES_KEPT)
+    )
+
+    @property
+    def total_connections(self) -> int:
+        return sum(len(conns) for conns in self.members.values())
+
+
+@dataclass
+class User:
+    username: str
+    last_active: datetime
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    state: dict[str, StateValue] = field(default_factory=dict)
+    public_keys: list[str] = field(default_factory=list)
+    connections: dict[str, None] = field(default_factory=dict)
+    frames: deque[StoredFrame] = field(
+        default_factory=lambda: deque(maxlen=USER_FRAMES_KEPT)
+    )
+
+    @property
+    def public_state(self) -> dict[str, StateValue]:
+        return {key: self.state[key] for key in self.public_keys if key in self.state}
+
+
+@dataclass
+class Connection:
+    """One browser session of a user. Its listeners (sockets, polls) live outside the core.
+
+    `cursor` is the seq up to which this connection has been served; catchup replays what
+    came after it. Each channel remembers the seq at which the connection joined, so catchup
+    never replays a channel's frames from before the subscription.
+    """
+
+    conn_id: str
+    username: str
+    created: datetime
+    last_active: datetime
+    cursor: int
+    channels: dict[str, int] = field(
+        default_factory=dict
+    )  # channel name -> seq at join
+    listeners: int = 0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One frame to send to some connections. The caller encodes `frame` once for all."""
+
+    seq: int
+    frame: Frame
+    conn_ids: tuple[str, ...]
+
+
+@dataclass
+class Stats:
+    total_messages: int = 0  # frames handed to connections (0.7.1: "All frames sent")
+    total_unique_messages: int = 0  # messages accepted by /message
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """Naive UTC, the only timestamp form the core stores and emits (fix F14)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
