@@ -1,0 +1,108 @@
+"""Checking the `x-channelstream-secret` token of server API calls.
+
+Tokens are itsdangerous `TimestampSigner` tokens (`value.timestamp.signature`, HMAC-SHA1,
+the format 0.7.1 and its clients produce with itsdangerous 1.x or 2.x). Fix F9: the signed
+value must be the request path (`/connect`), or the literal `channelstream` that 0.7 clients
+sign while `legacy_signatures` is on; tokens dated more than a minute ahead are refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import itsdangerous
+
+from channelstream.exceptions import BadSignature
+
+LEGACY_SIGNED_VALUE = "channelstream"
+MAX_AGE_SECONDS = 60
+MAX_CLOCK_SKEW_SECONDS = 60
+
+
+class SignatureChecker(Protocol):
+    def check(self, token: str, paths: Iterable[str]) -> None:
+        """Raise BadSignature unless `token` is valid for one of `paths`."""
+
+
+class TimestampSignatureChecker:
+    """The built-in checker."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        validate_age: bool = True,
+        legacy_signatures: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._signer = itsdangerous.TimestampSigner(secret)
+        self._validate_age = validate_age
+        self._legacy = legacy_signatures
+        self._clock = clock
+
+    def check(self, token: str, paths: Iterable[str]) -> None:
+        try:
+            value, signed_at = self._signer.unsign(token, return_timestamp=True)
+        except itsdangerous.BadData as error:
+            raise BadSignature(str(error)) from None
+        age = self._clock() - signed_at.timestamp()
+        if age < -MAX_CLOCK_SKEW_SECONDS:
+            raise BadSignature("signature is dated in the future")
+        if self._validate_age and age > MAX_AGE_SECONDS:
+            raise BadSignature("signature expired")
+        allowed = set(paths)
+        if self._legacy:
+            allowed.add(LEGACY_SIGNED_VALUE)
+        if value.decode("utf-8", "replace") not in allowed:
+            raise BadSignature("signature is for another path")
+
+
+class CustomSignatureChecker:
+    """Adapts a 0.7.1-style `signature_checker` class: `Cls(secret).unsign(token, max_age=...)`.
+
+    Such classes raise `channelstream.exceptions.BadSignature` (or an itsdangerous error) on a
+    bad token. Their returned value, when it is text or bytes, is checked like ours.
+    """
+
+    def __init__(self, checker: Any, *, validate_age: bool, legacy_signatures: bool) -> None:
+        self._checker = checker
+        self._max_age = MAX_AGE_SECONDS if validate_age else None
+        self._legacy = legacy_signatures
+
+    def check(self, token: str, paths: Iterable[str]) -> None:
+        try:
+            value = self._checker.unsign(token, max_age=self._max_age)
+        except itsdangerous.BadData as error:
+            raise BadSignature(str(error)) from None
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            allowed = set(paths) | ({LEGACY_SIGNED_VALUE} if self._legacy else set())
+            if value not in allowed:
+                raise BadSignature("signature is for another path")
+
+
+def build_checker(
+    secret: str, dotted_path: str, *, validate_age: bool, legacy_signatures: bool
+) -> SignatureChecker:
+    """The checker the settings ask for; a bad dotted path fails at start."""
+    if not dotted_path:
+        return TimestampSignatureChecker(
+            secret, validate_age=validate_age, legacy_signatures=legacy_signatures
+        )
+    module_name, _, class_name = dotted_path.rpartition(".")
+    try:
+        checker_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"cannot import signature_checker {dotted_path!r}: {error}") from None
+    return CustomSignatureChecker(
+        checker_class(secret), validate_age=validate_age, legacy_signatures=legacy_signatures
+    )
+
+
+def sign(secret: str, value: str) -> str:
+    """Make a token for `value` (a request path): what web apps do to call the API."""
+    return itsdangerous.TimestampSigner(secret).sign(value).decode("ascii")

@@ -1,0 +1,82 @@
+"""A listener's bounded outbound buffer: the backpressure point of the server.
+
+The Node pushes already-encoded frames; one writer per listener takes everything waiting and
+sends it as one JSON array. A listener that falls `limit` frames behind is closed with 4002
+rather than allowed to grow memory: it reconnects and catches up from stored frames.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from gevent.event import Event
+
+from channelstream.close_codes import CloseCode
+
+
+class Outbox:
+    """Frames waiting for one listener (a websocket, SSE stream or long poll) of a connection."""
+
+    def __init__(self, conn_id: str, limit: int, served_up_to: int, kind: str) -> None:
+        self.conn_id = conn_id
+        self.kind = kind  # "ws", "sse" or "poll"
+        self.limit = limit
+        # seq of the newest frame handed to the client; becomes the catchup cursor on detach
+        self.served_up_to = served_up_to
+        self.close_code: CloseCode | None = None
+        self._items: deque[tuple[int, str]] = deque()  # (seq, encoded frames without brackets)
+        self._heartbeat_due = False
+        self._ready = Event()
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    def push(self, seq: int, encoded: str) -> bool:
+        """Queue encoded frame(s) (comma-joined JSON objects). False if the listener is closed
+        or just overflowed."""
+        if self.close_code is not None:
+            return False
+        if len(self._items) >= self.limit:
+            self.close(CloseCode.TOO_SLOW)
+            return False
+        self._items.append((seq, encoded))
+        self._ready.set()
+        return True
+
+    def push_heartbeat(self) -> None:
+        if self.close_code is None:
+            self._heartbeat_due = True
+            self._ready.set()
+
+    def close(self, code: CloseCode) -> None:
+        """Ask the writer to close with `code`; frames not yet written are dropped (catchup
+        replays them: `served_up_to` is not advanced)."""
+        if self.close_code is None:
+            self.close_code = code
+            self._items.clear()
+            self._ready.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until something is waiting (frames, heartbeat or close) or `timeout` passes."""
+        return self._ready.wait(timeout)
+
+    def take(self) -> str | None:
+        """Everything waiting as one JSON array text; `[]` for a lone heartbeat; None if idle.
+
+        Marks the taken frames as served.
+        """
+        self._ready.clear()
+        if self._items:
+            parts = [encoded for _, encoded in self._items]
+            self.served_up_to = self._items[-1][0]
+            self._items.clear()
+            self._heartbeat_due = False
+            return "[" + ",".join(parts) + "]"
+        if self._heartbeat_due:
+            self._heartbeat_due = False
+            return "[]"
+        return None
+
+    def __len__(self) -> int:
+        return len(self._items)
