@@ -50,9 +50,7 @@ def parse_networks(raw: Any) -> tuple[IPNetwork, ...]:
     networks: list[IPNetwork] = []
     for item in parse_list(raw):
         if item == "0.0.0.0":
-            networks.extend(
-                [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
-            )
+            networks.extend([ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")])
             continue
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
@@ -321,7 +319,9 @@ class Settings:
         raw: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS_TABLE}
         for source in sources:
             for key, value in source.items():
-                name = key[len(APP_SETTINGS_PREFIX) :] if key.startswith(APP_SETTINGS_PREFIX) else key
+                name = (
+                    key[len(APP_SETTINGS_PREFIX) :] if key.startswith(APP_SETTINGS_PREFIX) else key
+                )
                 if name in SETTINGS_BY_NAME and value is not None:
                     raw[name] = value
         for setting in SETTINGS_TABLE:
