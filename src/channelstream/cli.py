@@ -1,0 +1,280 @@
+"""Console scripts: `channelstream` (the server) and `channelstream_utils` (config helpers).
+
+`main` parses its arguments with the standard library only, then patches gevent before
+anything that imports sockets (pyramid, the app, the server) is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import channelstream
+
+INI_ENV_VAR = "CHANNELSTREAM_INI"
+LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
+SETTINGS_DOC_START = "<!-- settings:start -->"
+SETTINGS_DOC_END = "<!-- settings:end -->"
+EXIT_BAD_CONFIG = 2
+
+log = logging.getLogger("channelstream")
+
+
+# --- channelstream -----------------------------------------------------------------------------
+
+
+def _server_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="channelstream",
+        description="Serve channelstream. Settings: built-in defaults, then the ini file, "
+        "then CHANNELSTREAM_<KEY> environment variables.",
+    )
+    parser.add_argument(
+        "-i",
+        "--ini",
+        metavar="FILE",
+        default=os.environ.get(INI_ENV_VAR) or None,
+        help=f"ini file: a [channelstream] section or a PasteDeploy [app:main] "
+        f"(default: ${INI_ENV_VAR}; none: built-in defaults)",
+    )
+    parser.add_argument("-v", "--version", action="version", version=channelstream.__version__)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `channelstream` console script."""
+    args = _server_parser().parse_args(argv)
+
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    from channelstream.config_file import read_config_file
+    from channelstream.settings import Settings, SettingsError
+
+    # Formatting now, the level once the settings are known: reading the file may warn.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    try:
+        sources: list[Mapping[str, Any]] = []
+        if args.ini:
+            config = read_config_file(args.ini)
+            sources = [config.server, config.app_settings]
+        settings = Settings.from_sources(*sources, environ=os.environ)
+    except SettingsError as error:
+        print(f"channelstream: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+    logging.getLogger().setLevel(settings.log_level)
+
+    _log_startup(settings, args.ini)
+
+    from channelstream.app import make_app
+    from channelstream.server import serve
+
+    serve(make_app(settings), settings.host, settings.port)
+
+
+def _log_startup(settings: Any, ini: str | None) -> None:
+    from channelstream.settings import SETTINGS_BY_NAME
+
+    log.info("Starting channelstream %s", channelstream.__version__)
+    log.info("Settings from %s", ini if ini else "built-in defaults")
+    for name in ("secret", "admin_secret"):
+        if getattr(settings, name) == SETTINGS_BY_NAME[name].default:
+            log.warning(
+                "%s is the default value: set it (%s) before exposing this server",
+                name,
+                SETTINGS_BY_NAME[name].env_var,
+            )
+    allowed = ", ".join(str(network) for network in settings.allow_posting_from) or "nobody"
+    log.info("Server API calls allowed from: %s", allowed)
+    log.info("Admin interface available on http://%s:%s/admin", settings.host, settings.port)
+
+
+# --- channelstream_utils -----------------------------------------------------------------------
+
+
+def _ini_value(name: str, raw: Any) -> str:
+    """Render a raw value (string, number, boolean or list) as it is written in an ini file."""
+    from channelstream.settings import SETTINGS_BY_NAME, parse_list, parse_networks
+
+    if SETTINGS_BY_NAME[name].parse in (parse_list, parse_networks):
+        text = ", ".join(parse_list(raw))
+    elif isinstance(raw, bool):
+        text = "true" if raw else "false"
+    elif isinstance(raw, (list, tuple)):
+        text = ", ".join(str(item) for item in raw)
+    else:
+        text = str(raw)
+    # configparser interpolation: a literal % is written %%; continuation lines are indented.
+    return text.replace("%", "%%").replace("\n", "\n    ")
+
+
+def _comment(text: str) -> list[str]:
+    return ["# " + line for line in textwrap.wrap(text, width=88)]
+
+
+def make_config(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """An ini text with a [channelstream] section holding every setting, each with comments.
+
+    Values: table defaults < `CHANNELSTREAM_<KEY>` variables in `environ` < `overrides`.
+    Raises SettingsError naming the key of an unknown setting or a bad value.
+    """
+    from channelstream.settings import SETTINGS_BY_NAME, SETTINGS_TABLE, Settings, SettingsError
+
+    overrides = dict(overrides or {})
+    unknown = sorted(key for key in overrides if key not in SETTINGS_BY_NAME)
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r}")
+    raw: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS_TABLE}
+    for setting in SETTINGS_TABLE:
+        if environ is not None and setting.env_var in environ:
+            raw[setting.name] = environ[setting.env_var]
+        if overrides.get(setting.name) is not None:
+            raw[setting.name] = overrides[setting.name]
+    Settings.from_sources(raw)  # validates; raises SettingsError naming the key
+    if not str(raw["cookie_secret"]).strip():
+        raw["cookie_secret"] = secrets.token_hex(32)
+
+    lines = [
+        "# channelstream configuration, written by `channelstream_utils make_config`.",
+        "# Serve with: channelstream -i THIS_FILE",
+        "# An environment variable CHANNELSTREAM_<KEY> overrides the value of <key> here.",
+        "",
+        "[channelstream]",
+    ]
+    for setting in SETTINGS_TABLE:
+        lines.extend(_comment(setting.help))
+        if setting.example:
+            lines.append(f"# Example: {setting.example}")
+        lines.append(f"# Environment variable: {setting.env_var}")
+        lines.append(f"{setting.name} = {_ini_value(setting.name, raw[setting.name])}".rstrip())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def settings_doc() -> str:
+    """A Markdown table of every setting: name, default, environment variable, description."""
+    from channelstream.settings import SETTINGS_TABLE
+
+    rows = [
+        "| Setting | Default | Environment variable | Description |",
+        "|---|---|---|---|",
+    ]
+    for setting in SETTINGS_TABLE:
+        default = f"`{setting.default}`" if setting.default else "(empty)"
+        description = setting.help
+        if setting.example:
+            description += f" Example: `{setting.example}`."
+        rows.append(
+            f"| `{setting.name}` | {_markdown_cell(default)} | `{setting.env_var}` | "
+            f"{_markdown_cell(description)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def readme_settings_section(readme_text: str) -> str:
+    """The text between the settings markers of the README (without the marker lines)."""
+    try:
+        start = readme_text.index(SETTINGS_DOC_START) + len(SETTINGS_DOC_START)
+        end = readme_text.index(SETTINGS_DOC_END, start)
+    except ValueError:
+        raise ValueError(
+            f"README has no {SETTINGS_DOC_START} ... {SETTINGS_DOC_END} section"
+        ) from None
+    return readme_text[start:end].strip("\n") + "\n"
+
+
+def replace_readme_settings_section(readme_text: str, table: str) -> str:
+    """`readme_text` with the section between the settings markers replaced by `table`."""
+    readme_settings_section(readme_text)  # raises if the markers are missing
+    start = readme_text.index(SETTINGS_DOC_START) + len(SETTINGS_DOC_START)
+    end = readme_text.index(SETTINGS_DOC_END, start)
+    return readme_text[:start] + "\n" + table.strip("\n") + "\n" + readme_text[end:]
+
+
+def _utils_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="channelstream_utils", description="channelstream configuration helpers."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    make = commands.add_parser(
+        "make_config",
+        help="write an ini file holding every setting",
+        description="Write an ini file with a [channelstream] section holding every setting. "
+        "Values: defaults < CHANNELSTREAM_<KEY> environment variables < -j.",
+    )
+    make.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    make.add_argument(
+        "-j",
+        "--json",
+        metavar="JSON",
+        help='a JSON object of settings, e.g. \'{"secret": "s", "allow_posting_from": '
+        '["127.0.0.1", "10.0.0.0/8"]}\'',
+    )
+    doc = commands.add_parser(
+        "settings_doc",
+        help="print a Markdown table of every setting",
+        description="Print a Markdown table of every setting (the README embeds it).",
+    )
+    doc.add_argument(
+        "--readme",
+        metavar="FILE",
+        help=f"instead of printing, replace the table between {SETTINGS_DOC_START} and "
+        f"{SETTINGS_DOC_END} in FILE",
+    )
+    return parser
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"channelstream_utils: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_CONFIG)
+
+
+def utils_main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `channelstream_utils` console script."""
+    from channelstream.settings import SettingsError
+
+    args = _utils_parser().parse_args(argv)
+    if args.command == "make_config":
+        overrides: Any = {}
+        if args.json:
+            try:
+                overrides = json.loads(args.json)
+            except json.JSONDecodeError as error:
+                _fail(f"-j is not valid JSON: {error}")
+            if not isinstance(overrides, dict):
+                _fail("-j must be a JSON object of settings")
+        try:
+            text = make_config(overrides, environ=os.environ)
+        except SettingsError as error:
+            _fail(str(error))
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    elif args.command == "settings_doc":
+        table = settings_doc()
+        if args.readme:
+            path = Path(args.readme)
+            try:
+                updated = replace_readme_settings_section(path.read_text(encoding="utf-8"), table)
+            except (OSError, ValueError) as error:
+                _fail(str(error))
+            path.write_text(updated, encoding="utf-8")
+        else:
+            sys.stdout.write(table)

@@ -1,0 +1,152 @@
+"""The gevent WSGI server with websocket support, its signal handling and the pserve runner.
+
+`serve` runs until SIGTERM or SIGINT, then stops accepting, gives in-flight requests up to
+`shutdown_timeout` seconds, stops the app's node (if it has one) and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("channelstream.access")
+
+SHUTDOWN_TIMEOUT = 10.0
+
+
+def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
+    """True when a request for `.../ws` must not be upgraded to a websocket.
+
+    That is when its `conn_id` query parameter is missing or not a UUID: the request then goes
+    to the app as plain HTTP, which answers 422 with a JSON error instead of accepting a socket.
+    Like Pyramid's `request.params`, the last of repeated `conn_id` parameters counts.
+    """
+    path = str(environ.get("PATH_INFO") or "")
+    if not path.endswith("/ws"):
+        return False
+    query = parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True)
+    values = query.get("conn_id")
+    if not values:
+        return True
+    try:
+        uuid.UUID(values[-1])
+    except ValueError:
+        return True
+    return False
+
+
+def _pre_start_hook(handler: Any) -> bool:
+    """gevent-websocket calls this before upgrading; True means 'serve as plain HTTP'."""
+    return websocket_upgrade_refused(handler.environ)
+
+
+def _handler_class() -> type:
+    """gevent-websocket's handler, with its access lines on the `channelstream.access` logger.
+
+    (Its own debug lines stay on the `channelstream.websocket` logger.)
+    """
+    from geventwebsocket.handler import WebSocketHandler
+
+    class AccessLoggingWebSocketHandler(WebSocketHandler):
+        def log_request(self) -> None:
+            if "101" not in str(self.status):  # upgraded sockets are not access-logged
+                access_log.info(self.format_request())
+
+    return AccessLoggingWebSocketHandler
+
+
+def _stop_node(app: Any) -> None:
+    node = getattr(getattr(app, "registry", None), "channelstream_node", None)
+    stop = getattr(node, "stop", None)
+    if callable(stop):
+        try:
+            stop()
+        except Exception:
+            log.exception("stopping the node failed")
+
+
+def serve(
+    app: Callable[..., Any],
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+) -> None:
+    """Serve `app` on host:port until SIGTERM/SIGINT, then shut down cleanly and return.
+
+    The app starts its own node; this function only stops it (`app.registry.channelstream_node`,
+    if present) after the server has stopped.
+    """
+    import gevent
+    from gevent.event import Event
+    from gevent.pool import Pool
+    from gevent.pywsgi import WSGIServer
+
+    server = WSGIServer(
+        (host, port),
+        app,
+        handler_class=_handler_class(),
+        spawn=Pool(),  # a pool, so that stop() can wait for in-flight requests
+        log=access_log,
+        error_log=logging.getLogger("channelstream.server.errors"),
+    )
+    server.pre_start_hook = _pre_start_hook
+    # gevent-websocket's handler writes its debug lines to `server.logger`.
+    server.logger = logging.getLogger("channelstream.websocket")
+
+    stop_requested = Event()
+
+    def request_stop(signum: int) -> None:
+        log.info("%s received, shutting down", signal.Signals(signum).name)
+        stop_requested.set()
+
+    watchers = [
+        gevent.signal_handler(signum, request_stop, signum)
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    ]
+    try:
+        server.start()
+        log.info("Serving on http://%s:%s", host, server.server_port)
+        stop_requested.wait()
+        server.stop(timeout=shutdown_timeout)
+        log.info("Server stopped")
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+        _stop_node(app)
+
+
+def _ensure_gevent_patched() -> None:
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
+
+
+def paste_server_runner(
+    wsgi_app: Callable[..., Any],
+    global_conf: Mapping[str, Any],
+    host: str = "0.0.0.0",
+    port: int | str = 8000,
+    **kwargs: Any,
+) -> None:
+    """`paste.server_runner` entry point: `[server:main] use = egg:channelstream` in pserve.
+
+    PasteDeploy builds the app before calling this, so patching here is best effort; nothing
+    the app builds should hold blocking sockets before serving starts.
+    """
+    _ensure_gevent_patched()
+    from channelstream.settings import SettingsError, parse_port
+
+    try:
+        port_number = parse_port(port)
+    except ValueError as error:
+        raise SettingsError(f"invalid value for [server:main] 'port': {error}") from None
+    if kwargs:
+        log.warning("[server:main] ignores unknown keys: %s", ", ".join(sorted(kwargs)))
+    serve(wsgi_app, str(host), port_number)
