@@ -1,0 +1,107 @@
+"""The console scripts and pserve start a real server that answers HTTP and websockets."""
+
+import http.client
+import re
+import uuid
+
+import pytest
+import websocket
+
+import channelstream
+from tests.e2e.conftest import REPO_ROOT
+
+
+def http_status(server, path="/"):
+    """Status code of a GET; raises if the server did not answer with an HTTP status line."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_channelstream_serves_a_channelstream_section(start_server):
+    server = start_server(settings={"secret": "e2e-secret"})
+    assert 100 <= http_status(server) <= 599
+    log = server.log_text()
+    assert f"Serving on http://127.0.0.1:{server.port}" in log
+    assert channelstream.__version__ in log
+    assert f"Admin interface available on http://127.0.0.1:{server.port}/admin" in log
+    assert "admin_secret is the default value" in log
+    assert "secret is the default value" not in log.replace("admin_secret", "")
+
+
+def with_port_placeholder(ini_text):
+    """The ini with every `port = N` / `channelstream.port = N` replaced by `{port}`."""
+    return re.sub(r"(?m)^((?:channelstream\.)?port) = \d+$", r"\1 = {port}", ini_text)
+
+
+@pytest.mark.parametrize("command", ["channelstream", "pserve"])
+def test_development_ini_serves(start_server, command):
+    ini = with_port_placeholder((REPO_ROOT / "development.ini").read_text())
+    server = start_server(ini_text=ini, command=command)
+    assert 100 <= http_status(server) <= 599
+    assert f"Serving on http://127.0.0.1:{server.port}" in server.log_text()
+
+
+def test_pserve_serves_production_ini(start_server):
+    ini = (REPO_ROOT / "production.ini").read_text()
+    ini = re.sub(r"(?m)^host = .*$", "host = 127.0.0.1", ini)
+    ini = with_port_placeholder(ini)
+    server = start_server(ini_text=ini, command="pserve")
+    assert 100 <= http_status(server) <= 599
+
+
+@pytest.mark.parametrize("command", ["channelstream", "pserve"])
+def test_sigterm_stops_the_server_with_status_0(start_server, command):
+    server = start_server(command=command)
+    assert 100 <= http_status(server) <= 599
+    assert server.stop() == 0
+    assert "SIGTERM received" in server.log_text()
+
+
+def test_websocket_without_valid_conn_id_is_not_upgraded(start_server):
+    server = start_server()
+    for query in ("", "?conn_id=not-a-uuid"):
+        with pytest.raises(websocket.WebSocketBadStatusException) as error:
+            websocket.create_connection(server.ws_url + query, timeout=10)
+        assert error.value.status_code != 101
+
+
+def test_websocket_with_a_uuid_conn_id_is_upgraded(start_server):
+    server = start_server()
+    ws = websocket.create_connection(f"{server.ws_url}?conn_id={uuid.uuid4()}", timeout=10)
+    try:
+        assert ws.getstatus() == 101
+    finally:
+        ws.close()
+
+
+def test_bad_setting_exits_2_naming_the_key(tmp_path, run_console_script):
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[channelstream]\nport = 8000\nheartbeat_interval = soon\n")
+    result = run_console_script("channelstream", "-i", str(ini))
+    assert result.returncode == 2
+    assert "'heartbeat_interval'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_environment_value_exits_2_naming_the_key(run_console_script):
+    result = run_console_script("channelstream", env={"CHANNELSTREAM_PORT": "eighty"})
+    assert result.returncode == 2
+    assert "'port'" in result.stderr
+
+
+def test_missing_ini_exits_2_naming_the_file(run_console_script):
+    result = run_console_script("channelstream", "-i", "no-such.ini")
+    assert result.returncode == 2
+    assert "no-such.ini" in result.stderr
+
+
+def test_version(run_console_script):
+    result = run_console_script("channelstream", "--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == channelstream.__version__
