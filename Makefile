@@ -1,0 +1,39 @@
+# The one place that knows the project's commands. `make help` lists them.
+
+VENV := .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help venv run test lint format settings-doc
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv and install channelstream with its test and dev tools
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e '.[test,dev]'
+	touch $(STAMP)
+
+run: venv ## Serve development.ini on http://127.0.0.1:8000 (in-memory broker)
+	$(BIN)/channelstream -i development.ini
+
+test: venv ## Run the whole test suite
+	$(BIN)/pytest
+
+lint: venv ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src
+
+format: venv ## Fix what ruff can fix and format the code
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+settings-doc: venv ## Regenerate the settings table in README.md from the settings table
+	$(BIN)/channelstream_utils settings_doc --readme README.md
