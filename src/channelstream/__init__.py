@@ -12,3 +12,18 @@ def main(global_config: dict, **app_settings: str):  # type: ignore[no-untyped-d
 
     settings = Settings.from_sources(app_settings, environ=os.environ)
     return make_app(settings)
+
+
+def includeme(config):  # type: ignore[no-untyped-def]
+    """`config.include("channelstream")`: mount the server's views in a host Pyramid app.
+
+    Settings come from the host's settings (keys prefixed `channelstream.`) and
+    `CHANNELSTREAM_*` environment variables; routes honour the include's `route_prefix`.
+    """
+    import os
+
+    from channelstream.app import configure
+    from channelstream.settings import Settings
+
+    settings = Settings.from_sources(config.get_settings(), environ=os.environ)
+    configure(config, settings).start()

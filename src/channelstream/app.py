@@ -5,13 +5,23 @@ from __future__ import annotations
 from pyramid.config import Configurator
 from pyramid.router import Router
 
+from channelstream.node import Node
 from channelstream.settings import Settings
 
 
-def make_app(settings: Settings) -> Router:
-    """Build the WSGI application for one server process.
+def configure(config: Configurator, settings: Settings, node: Node | None = None) -> Node:
+    """Mount channelstream on a Configurator (its own app, or a host Pyramid app)."""
+    node = node or Node(settings)
+    config.registry.channelstream_settings = settings
+    config.registry.channelstream_node = node
+    config.include("channelstream.api")
+    return node
 
-    TEMPORARY STUB: replaced by the real composition root (Node + views) in the core work.
-    """
-    config = Configurator(settings={"channelstream.settings": settings})
-    return config.make_wsgi_app()
+
+def make_app(settings: Settings, node: Node | None = None) -> Router:
+    """Build the WSGI application of one server process and start its Node's loops."""
+    config = Configurator(settings={})
+    node = configure(config, settings, node)
+    app = config.make_wsgi_app()
+    node.start()
+    return app

@@ -68,9 +68,7 @@ class Channel:
     # username -> conn_ids of that user in this channel (insertion-ordered)
     members: dict[str, dict[str, None]] = field(default_factory=dict)
     history: list[StoredFrame] = field(default_factory=list)
-    frames: deque[StoredFrame] = field(
-        default_factory=lambda: deque(maxlen=CHANNEL_FRAMES_KEPT)
-    )
+    frames: deque[StoredFrame] = field(default_factory=lambda: deque(maxlen=CHANNEL_FRAMES_KEPT))
 
     @property
     def total_connections(self) -> int:
@@ -85,9 +83,7 @@ class User:
     state: dict[str, StateValue] = field(default_factory=dict)
     public_keys: list[str] = field(default_factory=list)
     connections: dict[str, None] = field(default_factory=dict)
-    frames: deque[StoredFrame] = field(
-        default_factory=lambda: deque(maxlen=USER_FRAMES_KEPT)
-    )
+    frames: deque[StoredFrame] = field(default_factory=lambda: deque(maxlen=USER_FRAMES_KEPT))
 
     @property
     def public_state(self) -> dict[str, StateValue]:
@@ -108,9 +104,7 @@ class Connection:
     created: datetime
     last_active: datetime
     cursor: int
-    channels: dict[str, int] = field(
-        default_factory=dict
-    )  # channel name -> seq at join
+    channels: dict[str, int] = field(default_factory=dict)  # channel name -> seq at join
     listeners: int = 0
 
 

@@ -125,9 +125,7 @@ class State:
         connection = self.connections.get(conn_id)
         if connection is not None and connection.username != username:
             raise ConnectionOwnedByOther(conn_id)
-        if connection is None and 0 < self.limits.max_connections <= len(
-            self.connections
-        ):
+        if connection is None and 0 < self.limits.max_connections <= len(self.connections):
             raise TooManyConnections()
         current = set(connection.channels) if connection else set()
         self._check_channel_limit(current | set(wanted))
@@ -155,9 +153,7 @@ class State:
             connection.last_active = now
         outcome = ConnectOutcome(connection=connection, user=user)
         for name in wanted:
-            self._join(
-                connection, name, (channel_configs or {}).get(name), now, outcome
-            )
+            self._join(connection, name, (channel_configs or {}).get(name), now, outcome)
         return outcome
 
     def subscribe(
@@ -172,9 +168,7 @@ class State:
         self._check_channel_limit(set(connection.channels) | set(wanted))
         outcome = MembershipOutcome(connection=connection)
         for name in wanted:
-            if self._join(
-                connection, name, (channel_configs or {}).get(name), now, outcome
-            ):
+            if self._join(connection, name, (channel_configs or {}).get(name), now, outcome):
                 outcome.changed_channels.append(name)
         connection.last_active = now
         return outcome
@@ -254,9 +248,7 @@ class State:
             )
         user = self.users.get(username)
         if user is not None:
-            missed.extend(
-                stored for stored in user.frames if stored.seq > connection.cursor
-            )
+            missed.extend(stored for stored in user.frames if stored.seq > connection.cursor)
         missed.sort(key=lambda stored: stored.seq)
         return [{**stored.frame, "catchup": True} for stored in missed]
 
@@ -279,9 +271,7 @@ class State:
         user.last_active = now
         outcome = UserStateOutcome(user=user, changed=changed)
         if changed:
-            public_changed = [
-                item for item in changed if item["key"] in user.public_keys
-            ]
+            public_changed = [item for item in changed if item["key"] in user.public_keys]
             for name in self.channels_of_user(user):
                 channel = self.channels[name]
                 if not channel.config.notify_state:
@@ -305,9 +295,7 @@ class State:
         return sorted(names)
 
     @staticmethod
-    def _merge_state(
-        user: User, changes: Mapping[str, StateValue]
-    ) -> list[dict[str, Any]]:
+    def _merge_state(user: User, changes: Mapping[str, StateValue]) -> list[dict[str, Any]]:
         """Write keys whose value differs; null on a missing key is a no-op (0.7.1 rules)."""
         changed = []
         for key, value in changes.items():
@@ -342,9 +330,7 @@ class State:
 
     # ------------------------------------------------------------------ messages
 
-    def publish(
-        self, messages: Iterable[Mapping[str, Any]], now: datetime
-    ) -> MessagesOutcome:
+    def publish(self, messages: Iterable[Mapping[str, Any]], now: datetime) -> MessagesOutcome:
         """Route messages to channels or users. Items with no target are dropped (0.7.1)."""
         outcome = MessagesOutcome()
         for item in messages:
@@ -368,9 +354,7 @@ class State:
                 channel = self.channels.get(channel_name)
                 if channel is None:
                     continue  # accepted but delivered nowhere; /message never creates channels
-                delivery = self._emit_to_channel(
-                    channel, frame, pm_users, exclude_users
-                )
+                delivery = self._emit_to_channel(channel, frame, pm_users, exclude_users)
                 if (
                     channel.config.store_history
                     and not item.get("no_history")
@@ -378,18 +362,14 @@ class State:
                     and channel.config.history_size > 0
                 ):
                     # shares `frame` with the catchup copy, so an edit changes both
-                    channel.history.append(
-                        StoredFrame(delivery.seq, frame, (), exclude_users)
-                    )
+                    channel.history.append(StoredFrame(delivery.seq, frame, (), exclude_users))
                     self._trim_history(channel)
             else:
                 delivery = self._emit_to_users(pm_users, frame, now)
             outcome.deliveries.append(delivery)
         return outcome
 
-    def edit(
-        self, edits: Iterable[Mapping[str, Any]], now: datetime
-    ) -> MessagesOutcome:
+    def edit(self, edits: Iterable[Mapping[str, Any]], now: datetime) -> MessagesOutcome:
         """Change stored messages and broadcast `message:edit` with the edit's own routing."""
         outcome = MessagesOutcome()
         for item in edits:
@@ -426,9 +406,7 @@ class State:
                 outcome.deliveries.append(self._emit_to_users(pm_users, frame, now))
         return outcome
 
-    def delete(
-        self, deletes: Iterable[Mapping[str, Any]], now: datetime
-    ) -> MessagesOutcome:
+    def delete(self, deletes: Iterable[Mapping[str, Any]], now: datetime) -> MessagesOutcome:
         """Remove stored messages and broadcast `message:delete`."""
         outcome = MessagesOutcome()
         for item in deletes:
@@ -445,9 +423,7 @@ class State:
                 channel = self.channels.get(channel_name)
                 if channel is None:
                     continue
-                channel.history = [
-                    s for s in channel.history if s.frame["uuid"] != message_uuid
-                ]
+                channel.history = [s for s in channel.history if s.frame["uuid"] != message_uuid]
                 self._remove_message_frame(channel.frames, message_uuid)
                 outcome.deliveries.append(
                     self._emit_to_channel(
@@ -480,10 +456,7 @@ class State:
                 self._drop_connection(connection, now, outcome)
                 outcome.connections.append(connection.conn_id)
         for user in list(self.users.values()):
-            if (
-                not user.connections
-                and (now - user.last_active).total_seconds() > users_after
-            ):
+            if not user.connections and (now - user.last_active).total_seconds() > users_after:
                 del self.users[user.username]
                 outcome.users.append(user.username)
         for channel in list(self.channels.values()):
@@ -507,9 +480,7 @@ class State:
             "name": channel.name,
             "long_name": channel.long_name,
             "settings": channel.config.as_dict(),
-            "history": [history_entry(s) for s in channel.history]
-            if include_history
-            else [],
+            "history": [history_entry(s) for s in channel.history] if include_history else [],
             "last_active": channel.last_active,
             "total_connections": channel.total_connections,
             "total_users": len(channel.members) if include_users else 0,
@@ -527,9 +498,7 @@ class State:
     ) -> dict[str, Any]:
         """The `{"channels": {...}, "users": [...]}` block of /info, /connect and friends."""
         excluded = set(exclude_channels)
-        selected = (
-            sorted(self.channels) if names is None else list(dict.fromkeys(names))
-        )
+        selected = sorted(self.channels) if names is None else list(dict.fromkeys(names))
         channels: dict[str, Any] = {}
         usernames: set[str] = set()
         for name in selected:
@@ -591,9 +560,7 @@ class State:
             outcome.deliveries.append(self._presence(channel, username, "joined", now))
         return True
 
-    def _leave(
-        self, connection: Connection, name: str, now: datetime, outcome: Outcome
-    ) -> None:
+    def _leave(self, connection: Connection, name: str, now: datetime, outcome: Outcome) -> None:
         connection.channels.pop(name, None)
         channel = self.channels.get(name)
         if channel is None:
@@ -607,13 +574,9 @@ class State:
         if not conns:
             del channel.members[username]
             if channel.config.notify_presence:
-                outcome.deliveries.append(
-                    self._presence(channel, username, "parted", now)
-                )
+                outcome.deliveries.append(self._presence(channel, username, "parted", now))
 
-    def _drop_connection(
-        self, connection: Connection, now: datetime, outcome: Outcome
-    ) -> None:
+    def _drop_connection(self, connection: Connection, now: datetime, outcome: Outcome) -> None:
         for name in list(connection.channels):
             self._leave(connection, name, now, outcome)
         user = self.users.get(connection.username)
@@ -622,9 +585,7 @@ class State:
             user.last_active = now
         self.connections.pop(connection.conn_id, None)
 
-    def _presence(
-        self, channel: Channel, username: str, action: str, now: datetime
-    ) -> Delivery:
+    def _presence(self, channel: Channel, username: str, action: str, now: datetime) -> Delivery:
         users: list[dict[str, Any]] = []
         if channel.config.broadcast_presence_with_user_lists:
             users = [
@@ -668,9 +629,7 @@ class State:
         self.stats.total_messages += len(recipients)
         return Delivery(stored.seq, frame, recipients)
 
-    def _emit_to_users(
-        self, usernames: Iterable[str], frame: Frame, now: datetime
-    ) -> Delivery:
+    def _emit_to_users(self, usernames: Iterable[str], frame: Frame, now: datetime) -> Delivery:
         """A direct message: every connection of each listed (known) user, whatever its channels."""
         seq = self._next_seq()
         recipients: list[str] = []
@@ -690,20 +649,14 @@ class State:
             if stored.frame["uuid"] == message_uuid:
                 return stored
         for stored in channel.frames:
-            if (
-                stored.frame.get("type") == "message"
-                and stored.frame["uuid"] == message_uuid
-            ):
+            if stored.frame.get("type") == "message" and stored.frame["uuid"] == message_uuid:
                 return stored
         return None
 
     @staticmethod
     def _remove_message_frame(frames: Any, message_uuid: str) -> None:
         for stored in frames:
-            if (
-                stored.frame.get("type") == "message"
-                and stored.frame["uuid"] == message_uuid
-            ):
+            if stored.frame.get("type") == "message" and stored.frame["uuid"] == message_uuid:
                 frames.remove(stored)
                 return
 

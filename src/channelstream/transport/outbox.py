@@ -8,6 +8,7 @@ rather than allowed to grow memory: it reconnects and catches up from stored fra
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from gevent.event import Event
 
@@ -27,6 +28,8 @@ class Outbox:
         self._items: deque[tuple[int, str]] = deque()  # (seq, encoded frames without brackets)
         self._heartbeat_due = False
         self._ready = Event()
+        # called once with the code when a close is decided (the transport's watchdog hook)
+        self.on_close: Callable[[CloseCode], object] | None = None
 
     @property
     def closed(self) -> bool:
@@ -56,6 +59,8 @@ class Outbox:
             self.close_code = code
             self._items.clear()
             self._ready.set()
+            if self.on_close is not None:
+                self.on_close(code)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until something is waiting (frames, heartbeat or close) or `timeout` passes."""

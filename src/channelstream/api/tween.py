@@ -1,0 +1,96 @@
+"""The HTTP edge of every request: proxy headers, https enforcement, body size and CORS.
+
+A tween above Pyramid's exception view, so error responses get CORS headers too (fix F12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from pyramid.registry import Registry
+from pyramid.request import Request
+from pyramid.response import Response
+
+from channelstream.api.errors import error_response
+from channelstream.api.security import _in_networks, _parse_ip
+from channelstream.settings import Settings
+
+ALLOW_METHODS = "GET, POST, OPTIONS, PUT, DELETE, PATCH"
+ALLOW_HEADERS = (
+    "Content-Type, Depth, User-Agent, X-File-Size, X-Requested-With, If-Modified-Since, "
+    "X-File-Name, Cache-Control, Pragma, Origin, Connection, Referer, Cookie, "
+    "X-Channelstream-Secret"
+)
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """Exact match: `scheme://host[:port]` entries against the whole origin, bare-host
+    entries (optionally `host:port`) against its host (fix F12: no substring matches)."""
+    origin = origin.strip().rstrip("/").lower()
+    parts = urlsplit(origin)
+    for entry in allowed:
+        entry = entry.strip().rstrip("/").lower()
+        if "://" in entry:
+            if origin == entry:
+                return True
+        elif entry in (parts.hostname, parts.netloc):
+            return True
+    return False
+
+
+def add_cors_headers(request: Request, response: Response, allowed: tuple[str, ...]) -> None:
+    headers = response.headers
+    headers["XDomainRequestAllowed"] = "1"
+    headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+    headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+    headers["Access-Control-Max-Age"] = "86400"
+    if not allowed:
+        headers["Access-Control-Allow-Origin"] = "*"
+        return
+    origin = request.headers.get("Origin")
+    if origin and origin_allowed(origin, allowed):
+        headers["Access-Control-Allow-Origin"] = origin
+    headers.add("Vary", "Origin")
+
+
+def apply_proxy_headers(request: Request, settings: Settings) -> None:
+    """X-Script-Name and X-Scheme/X-Url-Scheme as 0.7.1 honoured them; X-Forwarded-Proto
+    only from a trusted proxy."""
+    script_name = request.headers.get("X-Script-Name")
+    if script_name:
+        script_name = "/" + script_name.strip("/")
+        request.script_name = script_name
+        if request.path_info.startswith(script_name + "/"):
+            request.path_info = request.path_info[len(script_name) :]
+    scheme = request.headers.get("X-Scheme") or request.headers.get("X-Url-Scheme")
+    peer = _parse_ip(request.environ.get("REMOTE_ADDR", ""))
+    if not scheme and _in_networks(peer, settings.trusted_proxies):
+        scheme = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+    if scheme and scheme.lower() in ("http", "https"):
+        request.scheme = scheme.lower()
+    if settings.http_scheme:
+        request.scheme = settings.http_scheme
+
+
+def http_edge_tween_factory(
+    handler: Callable[[Request], Response], registry: Registry
+) -> Callable[[Request], Response]:
+    settings: Settings = registry.channelstream_settings
+
+    def http_edge_tween(request: Request) -> Response:
+        apply_proxy_headers(request, settings)
+        if request.method == "OPTIONS":
+            response = Response(status=200, body=b"", content_type="text/plain")
+        elif settings.enforce_https and request.scheme != "https":
+            response = error_response(406, "SSL is required")
+        elif (request.content_length or 0) > settings.max_message_size:
+            response = error_response(
+                413, f"Request body exceeds max_message_size ({settings.max_message_size} bytes)"
+            )
+        else:
+            response = handler(request)
+        add_cors_headers(request, response, settings.allow_cors)
+        return response
+
+    return http_edge_tween

@@ -1,0 +1,78 @@
+"""Endpoints browsers call directly: /ws, /listen and /disconnect. No signature needed:
+knowing a conn_id is the credential, as in 0.7.1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError
+from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.view import view_config, view_defaults
+
+from channelstream.api.errors import error_response, json_response
+from channelstream.api.tween import origin_allowed
+from channelstream.api.views import NodeView
+from channelstream.core.errors import UnknownConnection
+from channelstream.schemas import DisconnectBodySchema, ListenQuerySchema
+from channelstream.transport.longpoll import long_poll
+from channelstream.transport.websocket import serve_websocket
+
+UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
+
+
+@view_defaults(permission=NO_PERMISSION_REQUIRED)
+class ClientViews(NodeView):
+    @view_config(route_name="ws")
+    def websocket(self) -> Response:
+        """Upgraded requests are served here until the socket closes. A missing or malformed
+        conn_id is refused before the upgrade (the server's pre-start hook), landing here as
+        plain HTTP: 422 (fix F13)."""
+        data = ListenQuerySchema().load(dict(self.request.GET))
+        ws = self.request.environ.get("wsgi.websocket")
+        if ws is None:
+            return error_response(400, "This endpoint needs a websocket upgrade request")
+        allowed = self.node.settings.allow_cors
+        origin = self.request.headers.get("Origin")
+        serve_websocket(
+            ws,
+            self.node,
+            data["conn_id"],
+            origin_allowed=not (allowed and origin) or origin_allowed(origin or "", allowed),
+            peer=self.request.client_addr or "",
+        )
+        return Response(status=200)
+
+    @view_config(route_name="listen", request_method="GET")
+    def listen(self) -> Response:
+        data = ListenQuerySchema().load(dict(self.request.GET))
+        try:
+            frames = long_poll(self.node, data["conn_id"])
+        except UnknownConnection:
+            frames = None
+        if frames is None:
+            return json_response(401, UNKNOWN_CONNECTION)
+        callback = data.get("callback")
+        if callback:
+            return Response(
+                body=f"{callback}({frames})".encode(),
+                content_type="application/javascript",
+                charset="utf-8",
+            )
+        return Response(
+            body=frames.encode("utf-8"), content_type="application/json", charset="utf-8"
+        )
+
+    @view_config(route_name="disconnect", renderer="json")
+    def disconnect(self) -> Any:
+        """GET reads the query; POST reads the JSON body (the 0.7 JS client also keeps the
+        conn_id in the query). True if the connection existed."""
+        source: Any = dict(self.request.GET)
+        if self.request.method == "POST":
+            body = self.json_body(default={})
+            if isinstance(body, dict) and body.get("conn_id") is not None:
+                source = body
+            elif not isinstance(body, dict):
+                raise ValidationError({"_schema": ["Invalid input type."]})
+        data = DisconnectBodySchema().load(source)
+        return self.node.disconnect(data["conn_id"])

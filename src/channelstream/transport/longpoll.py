@@ -1,0 +1,38 @@
+"""Serving one `/listen` long poll.
+
+0.7.1's timing: wait up to `wake_connections_after` seconds for the first frames, then keep
+collecting while more arrive within a quarter second of each other. Each poll is a listener
+for its duration, so frames that arrive between polls are replayed by the next one as catchup.
+"""
+
+from __future__ import annotations
+
+import time
+
+from channelstream.close_codes import CloseCode
+from channelstream.node import Node
+
+COLLECT_MORE_SECONDS = 0.25
+COLLECT_AT_MOST_SECONDS = 1.0  # a steady stream must not keep a poll open for ever
+
+
+def long_poll(node: Node, conn_id: str) -> str | None:
+    """A JSON array of the frames for this poll, or None if the connection ended meanwhile.
+
+    Raises UnknownConnection if there is no such connection.
+    """
+    outbox = node.attach(conn_id, "poll")
+    parts: list[str] = []
+    try:
+        ready = outbox.wait(node.settings.wake_connections_after)
+        deadline = time.monotonic() + COLLECT_AT_MOST_SECONDS
+        while ready and outbox.close_code is None and time.monotonic() < deadline:
+            text = outbox.take()
+            if text and text != "[]":
+                parts.append(text[1:-1])
+            ready = outbox.wait(COLLECT_MORE_SECONDS)
+    finally:
+        node.detach(outbox)
+    if outbox.close_code == CloseCode.NORMAL:
+        return None  # /disconnect ended the connection while we waited (fix F17)
+    return "[" + ",".join(parts) + "]"
