@@ -285,7 +285,7 @@ class State:
                     "channel": name,
                     "message": {"state": user.public_state, "changed": public_changed},
                 }
-                outcome.deliveries.append(self._emit_to_channel(channel, frame))
+                outcome.deliveries.append(self._emit_to_channel(channel, frame, now))
         return outcome
 
     def channels_of_user(self, user: User) -> list[str]:
@@ -354,7 +354,7 @@ class State:
                 channel = self.channels.get(channel_name)
                 if channel is None:
                     continue  # accepted but delivered nowhere; /message never creates channels
-                delivery = self._emit_to_channel(channel, frame, pm_users, exclude_users)
+                delivery = self._emit_to_channel(channel, frame, now, pm_users, exclude_users)
                 if (
                     channel.config.store_history
                     and not item.get("no_history")
@@ -391,7 +391,7 @@ class State:
                     stored.frame.update(changes)
                 outcome.deliveries.append(
                     self._emit_to_channel(
-                        channel, frame, pm_users, tuple(item.get("exclude_users") or ())
+                        channel, frame, now, pm_users, tuple(item.get("exclude_users") or ())
                     )
                 )
             elif pm_users:
@@ -427,7 +427,7 @@ class State:
                 self._remove_message_frame(channel.frames, message_uuid)
                 outcome.deliveries.append(
                     self._emit_to_channel(
-                        channel, frame, pm_users, tuple(item.get("exclude_users") or ())
+                        channel, frame, now, pm_users, tuple(item.get("exclude_users") or ())
                     )
                 )
             elif pm_users:
@@ -604,19 +604,23 @@ class State:
             "state": user.public_state if action == "joined" else None,
             "catchup": False,
         }
-        return self._emit_to_channel(channel, frame, exclude_users=(username,))
+        return self._emit_to_channel(channel, frame, now, exclude_users=(username,))
 
     def _emit_to_channel(
         self,
         channel: Channel,
         frame: Frame,
+        now: datetime,
         pm_users: tuple[str, ...] = (),
         exclude_users: tuple[str, ...] = (),
     ) -> Delivery:
         """Store the frame for catchup (if the channel keeps frames) and address it.
 
-        exclude_users wins over pm_users.
+        Every frame sent to a channel is channel activity, as in 0.7.1's add_message (so a
+        channel apps still publish to is not collected under fix F8). exclude_users wins
+        over pm_users.
         """
+        channel.last_active = now
         stored = StoredFrame(self._next_seq(), frame, pm_users, exclude_users)
         if channel.config.store_frames:
             channel.frames.append(stored)
