@@ -666,7 +666,7 @@ class State:
 
     @staticmethod
     def _trim_history(channel: Channel) -> None:
-        size = channel.config.history_size if channel.config.store_history else 0
+        size = channel.config.history_size
         if len(channel.history) > size:
             channel.history = channel.history[len(channel.history) - size :]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 from typing import Any
 
 import gevent
@@ -54,7 +55,8 @@ def read_client_message(ws: WebSocket, limit: int) -> None:
         if header.mask:
             payload = header.unmask_payload(payload)
         if header.opcode == WebSocket.OPCODE_CLOSE:
-            ws.handle_close(header, payload)
+            code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
+            _send_close(ws, code if ws._is_valid_close_code(code) else 1002)
             raise PeerClosed()
         if header.opcode == WebSocket.OPCODE_PING:
             ws.send_frame(payload, WebSocket.OPCODE_PONG)
@@ -73,11 +75,27 @@ def _cut(ws: WebSocket) -> None:
         ws.handler.socket.shutdown(socket.SHUT_RDWR)
 
 
+def _send_close(ws: WebSocket, code: int, reason: bytes = b"") -> None:
+    """Send a close frame with its status code and mark the socket closed.
+
+    gevent-websocket 0.10's own close() garbles a bytes payload on Python 3 and never sends
+    the status code, so the frame is built here."""
+    if ws.closed or ws.raw_write is None:
+        return
+    payload = struct.pack("!H", code) + reason
+    try:
+        ws.raw_write(
+            Header.encode_header(True, WebSocket.OPCODE_CLOSE, b"", len(payload), 0) + payload
+        )
+    finally:
+        ws.closed = True
+
+
 def _close(ws: WebSocket, code: CloseCode) -> None:
     if not ws.closed:
         try:
             with gevent.Timeout(CLOSE_GRACE_SECONDS):
-                ws.close(int(code), code.name.lower().encode())
+                _send_close(ws, int(code), code.name.lower().encode())
         except (WebSocketError, OSError, gevent.Timeout):
             pass
     _cut(ws)
