@@ -1,7 +1,7 @@
 """The gevent WSGI server with websocket support, its signal handling and the pserve runner.
 
-`serve` runs until SIGTERM or SIGINT, then stops accepting, gives in-flight requests up to
-`shutdown_timeout` seconds, stops the app's node (if it has one) and returns.
+`serve` runs until SIGTERM or SIGINT, then stops accepting, stops the app's node (which closes
+websockets with 1001), gives in-flight requests up to `shutdown_timeout` seconds and returns.
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ def serve(
         server.start()
         log.info("Serving on http://%s:%s", host, server.server_port)
         stop_requested.wait()
-        server.stop(timeout=shutdown_timeout)
+        server.close()  # stop accepting first,
+        _stop_node(app)  # then close websockets with 1001 so their handlers finish,
+        server.stop(timeout=shutdown_timeout)  # then wait for in-flight requests
         log.info("Server stopped")
     finally:
         for watcher in watchers:
