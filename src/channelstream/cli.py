@@ -95,7 +95,6 @@ def _log_startup(settings: Any, ini: str | None) -> None:
             )
     allowed = ", ".join(str(network) for network in settings.allow_posting_from) or "nobody"
     log.info("Server API calls allowed from: %s", allowed)
-    log.info("Admin interface available on http://%s:%s/admin", settings.host, settings.port)
 
 
 # --- channelstream_utils -----------------------------------------------------------------------
