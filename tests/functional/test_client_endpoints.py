@@ -1,0 +1,233 @@
+"""Endpoints browsers call with a conn_id and no signature: /listen, /disconnect, /ws."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.functional.conftest import ApiClient
+
+UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
+
+
+def _connect_and_publish(client: ApiClient) -> str:
+    conn_id: str = client.connect("bob", channels=["room"])["conn_id"]
+    client.publish(
+        {"user": "alice", "channel": "room", "message": {"n": 1}},
+        {"user": "alice", "pm_users": ["bob"], "message": {"n": 2}},
+    )
+    return conn_id
+
+
+# ---------------------------------------------------------------------------------- /listen
+
+
+def test_listen_answers_missed_frames_as_a_json_array_of_catchup_messages(
+    client: ApiClient,
+) -> None:
+    conn_id = _connect_and_publish(client)
+
+    response = client.get("/listen", query=f"conn_id={conn_id}")
+
+    assert response.content_type == "application/json"
+    frames = response.json
+    assert [frame["message"] for frame in frames] == [{"n": 1}, {"n": 2}]
+    assert all(frame["catchup"] is True for frame in frames)
+    assert all(frame["type"] == "message" for frame in frames)
+    assert frames[0]["channel"] == "room"
+    assert frames[1]["channel"] is None
+
+
+def test_listen_does_not_replay_frames_an_earlier_poll_delivered(
+    polling_client: ApiClient,
+) -> None:
+    conn_id = _connect_and_publish(polling_client)
+    polling_client.get("/listen", query=f"conn_id={conn_id}")
+
+    response = polling_client.get("/listen", query=f"conn_id={conn_id}")
+
+    assert response.json == []
+
+
+def test_listen_with_nothing_waiting_answers_an_empty_array(polling_client: ApiClient) -> None:
+    conn_id = polling_client.connect("bob", channels=["room"])["conn_id"]
+
+    response = polling_client.get("/listen", query=f"conn_id={conn_id}")
+
+    assert response.content_type == "application/json"
+    assert response.json == []
+
+
+def test_listen_with_a_callback_answers_jsonp(client: ApiClient) -> None:
+    conn_id = _connect_and_publish(client)
+
+    response = client.get("/listen", query=f"conn_id={conn_id}&callback=app.onFrames")
+
+    assert response.content_type == "application/javascript"
+    text = response.text
+    assert text.startswith("app.onFrames(") and text.endswith(")")
+    frames = json.loads(text[len("app.onFrames(") : -1])
+    assert [frame["message"] for frame in frames] == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.parametrize(
+    "callback", ["alert(1)//", "1abc", "a-b", "x" * 65, "</script>", "cb;evil"]
+)
+def test_listen_with_an_unsafe_callback_is_refused(
+    polling_client: ApiClient, callback: str
+) -> None:
+    conn_id = polling_client.connect()["conn_id"]
+    query = urlencode({"conn_id": conn_id, "callback": callback})
+
+    response = polling_client.get("/listen", query=query, status=422)
+
+    assert list(response.json) == ["callback"]
+
+
+def test_listen_without_conn_id_is_refused(client: ApiClient) -> None:
+    response = client.get("/listen", status=422)
+
+    assert response.json == {"conn_id": ["Missing data for required field."]}
+
+
+def test_listen_with_a_malformed_conn_id_is_refused(client: ApiClient) -> None:
+    response = client.get("/listen", query="conn_id=not-a-uuid", status=422)
+
+    assert response.content_type == "application/json"
+    assert list(response.json) == ["conn_id"]
+
+
+def test_listen_on_an_unknown_connection_is_unauthorized(client: ApiClient) -> None:
+    response = client.get("/listen", query=f"conn_id={uuid.uuid4()}", status=401)
+
+    assert response.content_type == "application/json"
+    assert response.json == UNKNOWN_CONNECTION
+
+
+def test_listen_needs_no_signature_and_no_allowed_address(client: ApiClient) -> None:
+    conn_id = _connect_and_publish(client)
+
+    response = client.get(
+        "/listen", query=f"conn_id={conn_id}", environ={"REMOTE_ADDR": "203.0.113.9"}
+    )
+
+    assert len(response.json) == 2
+
+
+# ---------------------------------------------------------------------------------- /disconnect
+
+
+def test_disconnect_by_query_string_ends_the_connection(client: ApiClient) -> None:
+    conn_id = client.connect(channels=["room"])["conn_id"]
+
+    response = client.get("/disconnect", query=f"conn_id={conn_id}")
+
+    assert response.content_type == "application/json"
+    assert response.json is True
+    assert conn_id not in client.node.state.connections
+    assert client.info(channels=["room"])["channels"]["room"]["users"] == []
+
+
+def test_disconnect_by_json_body(client: ApiClient) -> None:
+    conn_id = client.connect()["conn_id"]
+
+    response = client.post("/disconnect", {"conn_id": conn_id}, signed=False)
+
+    assert response.json is True
+    assert conn_id not in client.node.state.connections
+
+
+def test_disconnect_by_post_with_conn_id_only_in_the_query(client: ApiClient) -> None:
+    """The 0.7 JS client posts with the conn_id in the URL."""
+    conn_id = client.connect()["conn_id"]
+
+    response = client.post("/disconnect", {}, query=f"conn_id={conn_id}", signed=False)
+
+    assert response.json is True
+    assert conn_id not in client.node.state.connections
+
+
+def test_disconnect_by_post_without_body_reads_the_query(client: ApiClient) -> None:
+    conn_id = client.connect()["conn_id"]
+
+    response = client.post("/disconnect", query=f"conn_id={conn_id}", signed=False)
+
+    assert response.json is True
+
+
+def test_disconnect_of_an_unknown_connection_answers_false(client: ApiClient) -> None:
+    response = client.get("/disconnect", query=f"conn_id={uuid.uuid4()}")
+
+    assert response.json is False
+
+
+def test_disconnect_twice_answers_true_then_false(client: ApiClient) -> None:
+    conn_id = client.connect()["conn_id"]
+
+    assert client.get("/disconnect", query=f"conn_id={conn_id}").json is True
+    assert client.get("/disconnect", query=f"conn_id={conn_id}").json is False
+
+
+def test_disconnect_with_a_malformed_conn_id_is_refused(client: ApiClient) -> None:
+    response = client.get("/disconnect", query="conn_id=xyz", status=422)
+
+    assert response.json == {"conn_id": ["Not a valid UUID."]}
+
+
+def test_disconnect_without_conn_id_is_refused(client: ApiClient) -> None:
+    for response in (
+        client.get("/disconnect", status=422),
+        client.post("/disconnect", {}, signed=False, status=422),
+    ):
+        assert list(response.json) == ["conn_id"]
+
+
+def test_disconnect_needs_no_signature_and_no_allowed_address(client: ApiClient) -> None:
+    conn_id = client.connect()["conn_id"]
+
+    response = client.get(
+        "/disconnect", query=f"conn_id={conn_id}", environ={"REMOTE_ADDR": "203.0.113.9"}
+    )
+
+    assert response.json is True
+
+
+def test_disconnect_is_final_for_later_polls(client: ApiClient) -> None:
+    """F17: a poll after /disconnect gets the unknown-connection answer, never a 500."""
+    conn_id = _connect_and_publish(client)
+    client.get("/disconnect", query=f"conn_id={conn_id}")
+
+    response = client.get("/listen", query=f"conn_id={conn_id}", status=401)
+
+    assert response.content_type == "application/json"
+    assert response.json == UNKNOWN_CONNECTION
+    subscribe = client.post("/subscribe", {"conn_id": conn_id, "channels": ["x"]}, status=422)
+    assert subscribe.json == UNKNOWN_CONNECTION
+
+
+# ---------------------------------------------------------------------------------- /ws
+
+
+def test_ws_without_conn_id_is_refused(client: ApiClient) -> None:
+    response = client.get("/ws", status=422)
+
+    assert response.json == {"conn_id": ["Missing data for required field."]}
+
+
+def test_ws_with_a_malformed_conn_id_is_refused(client: ApiClient) -> None:
+    response = client.get("/ws", query="conn_id=nope", status=422)
+
+    assert response.json == {"conn_id": ["Not a valid UUID."]}
+
+
+def test_ws_without_an_upgrade_is_a_bad_request(client: ApiClient) -> None:
+    conn_id = client.connect()["conn_id"]
+
+    response = client.get("/ws", query=f"conn_id={conn_id}", status=400)
+
+    assert response.content_type == "application/json"
+    assert response.json["error"] == "bad_request"
+    assert conn_id in client.node.state.connections
