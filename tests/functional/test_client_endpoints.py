@@ -6,9 +6,10 @@ import json
 import uuid
 from urllib.parse import urlencode
 
+import gevent
 import pytest
 
-from tests.functional.conftest import ApiClient
+from tests.functional.conftest import ApiClient, ClientFactory
 
 UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
 
@@ -177,12 +178,19 @@ def test_disconnect_with_a_malformed_conn_id_is_refused(client: ApiClient) -> No
     assert response.json == {"conn_id": ["Not a valid UUID."]}
 
 
-def test_disconnect_without_conn_id_is_refused(client: ApiClient) -> None:
+def test_disconnect_without_conn_id_is_refused_as_in_071(client: ApiClient) -> None:
     for response in (
         client.get("/disconnect", status=422),
         client.post("/disconnect", {}, signed=False, status=422),
+        client.post("/disconnect", signed=False, status=422),
     ):
-        assert list(response.json) == ["conn_id"]
+        assert response.json == {"conn_id": ["Field may not be null."]}
+
+
+def test_disconnect_with_a_non_object_body_is_refused(client: ApiClient) -> None:
+    response = client.post("/disconnect", ["x"], signed=False, status=422)
+
+    assert response.json == {"_schema": ["Invalid input type."]}
 
 
 def test_disconnect_needs_no_signature_and_no_allowed_address(client: ApiClient) -> None:
@@ -231,3 +239,44 @@ def test_ws_without_an_upgrade_is_a_bad_request(client: ApiClient) -> None:
     assert response.content_type == "application/json"
     assert response.json["error"] == "bad_request"
     assert conn_id in client.node.state.connections
+
+
+# ---------------------------------------------------------------------------------- pending polls
+
+
+def _pending_poll(client: ApiClient, conn_id: str, status: int = 200) -> gevent.Greenlet:
+    """Start a /listen in a greenlet and let it run until it waits for frames."""
+    poll = gevent.spawn(client.get, "/listen", query=f"conn_id={conn_id}", status=status)
+    gevent.idle()
+    assert client.node.listener_count() == 1, "the poll should be waiting"
+    return poll
+
+
+def test_a_pending_poll_answers_live_messages(make_client: ClientFactory) -> None:
+    client = make_client(wake_connections_after=5)
+    conn_id = client.connect("bob", channels=["room"])["conn_id"]
+    poll = _pending_poll(client, conn_id)
+
+    client.publish({"user": "alice", "channel": "room", "message": {"live": True}})
+    response = poll.get(timeout=5)
+
+    assert response.content_type == "application/json"
+    [frame] = response.json
+    assert frame["message"] == {"live": True}
+    assert frame["catchup"] is False
+    assert client.node.listener_count() == 0
+
+
+def test_a_pending_poll_on_a_disconnected_connection_is_unauthorized(
+    make_client: ClientFactory,
+) -> None:
+    """F17: /disconnect ends a waiting poll with the unknown-connection answer."""
+    client = make_client(wake_connections_after=5)
+    conn_id = client.connect("bob", channels=["room"])["conn_id"]
+    poll = _pending_poll(client, conn_id, status=401)
+
+    assert client.get("/disconnect", query=f"conn_id={conn_id}").json is True
+    response = poll.get(timeout=5)
+
+    assert response.content_type == "application/json"
+    assert response.json == UNKNOWN_CONNECTION

@@ -66,7 +66,8 @@ class ClientViews(NodeView):
     @view_config(route_name="disconnect", renderer="json")
     def disconnect(self) -> Any:
         """GET reads the query; POST reads the JSON body (the 0.7 JS client also keeps the
-        conn_id in the query). True if the connection existed."""
+        conn_id in the query). True if the connection existed. A missing conn_id reads as
+        null, giving 0.7.1's `{"conn_id": ["Field may not be null."]}`."""
         source: Any = dict(self.request.GET)
         if self.request.method == "POST":
             body = self.json_body(default={})
@@ -74,5 +75,5 @@ class ClientViews(NodeView):
                 source = body
             elif not isinstance(body, dict):
                 raise ValidationError({"_schema": ["Invalid input type."]})
-        data = DisconnectBodySchema().load(source)
+        data = DisconnectBodySchema().load({"conn_id": source.get("conn_id")})
         return self.node.disconnect(data["conn_id"])
