@@ -25,12 +25,48 @@ def _assert_error_envelope(response: webtest.TestResponse, status: int, error: s
         ("/channel_config", b"not json"),
         ("/info", b"{,}"),
         ("/connect", b"\xff\xfe"),
+        ("/connect", b'{"username": "a", "user_state": {"x": NaN}}'),
+        ("/connect", b'{"username": "a", "user_state": {"x": -Infinity}}'),
+        ("/connect", b'{"username": "a", "user_state": {"x": 1e400}}'),
+        ("/connect", b'{"username": "\\ud800"}'),
+        ("/message", b'[{"user": "a", "channel": "c", "message": {"t": "\\udc00"}}]'),
+        ("/connect", b"[" * 100_000 + b"]" * 100_000),
+    ],
+    ids=[
+        "truncated",
+        "single-quotes",
+        "not-json",
+        "bad-comma",
+        "not-utf8",
+        "nan",
+        "infinity",
+        "float-overflow",
+        "lone-high-surrogate",
+        "lone-low-surrogate",
+        "nested-too-deeply",
     ],
 )
 def test_a_malformed_json_body_is_a_json_bad_request(
     client: ApiClient, path: str, raw_body: bytes
 ) -> None:
     response = client.post(path, raw_body=raw_body, status=400)
+
+    _assert_error_envelope(response, 400, "bad_request")
+
+
+def test_a_surrogate_pair_escape_is_accepted(client: ApiClient) -> None:
+    response = client.post("/connect", raw_body=b'{"username": "\\ud83d\\ude00"}')
+
+    assert response.json["username"] == "\U0001f600"
+
+
+def test_an_unknown_body_charset_is_a_bad_request(client: ApiClient) -> None:
+    response = client.post(
+        "/connect",
+        raw_body=b'{"username": "a"}',
+        headers={"Content-Type": "application/json; charset=no-such-charset"},
+        status=400,
+    )
 
     _assert_error_envelope(response, 400, "bad_request")
 
