@@ -154,3 +154,16 @@ def test_options_on_any_path_is_an_empty_200_with_cors_headers(
     assert response.body == b""
     assert response.headers[ALLOW_ORIGIN] == "https://app.example.org:8443"
     _assert_cors_headers(response)
+
+
+@pytest.mark.parametrize("origin", ["http://[::1", "://", "https://exa mple.com", ""])
+def test_a_malformed_origin_is_simply_not_allowed(make_client: ClientFactory, origin: str) -> None:
+    client = make_client(allow_cors=ALLOWED)
+
+    response = client.post("/info", headers={"Origin": origin})
+    preflight = client.call("OPTIONS", "/info", signed=False, headers={"Origin": origin})
+
+    assert response.json == {"channels": {}, "users": []}
+    for answer in (response, preflight):
+        assert ALLOW_ORIGIN not in answer.headers
+        _assert_cors_headers(answer)

@@ -230,3 +230,27 @@ def test_x_script_name_prefix_accepts_a_token_for_the_full_path(client: ApiClien
     )
 
     assert response.json == {"channels": {}, "users": []}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "headers"),
+    [
+        ("GET", "/%ff", {}),
+        ("GET", "/listen?conn_id=%ff", {}),
+        ("GET", "/disconnect?conn_id=%ed%a0%80", {}),
+        ("POST", "/info?secret=%ff", {}),
+        ("POST", "/subscribe?conn_id=%ff", {}),
+        ("POST", "/p/%ff", {"X-Script-Name": "/p"}),
+    ],
+)
+def test_a_url_that_is_not_utf8_is_a_json_bad_request(
+    client: ApiClient, method: str, url: str, headers: dict[str, str]
+) -> None:
+    path, _, query = url.partition("?")
+
+    response = client.call(
+        method, path, {"channels": ["a"]}, query=query, headers=headers, signed=False, status=400
+    )
+
+    _assert_error_envelope(response, 400, "bad_request")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"

@@ -78,6 +78,11 @@ def bad_request_view(exc: BadRequestBody, request: Request) -> Response:
     return error_response(400, str(exc))
 
 
+def undecodable_request_view(exc: UnicodeDecodeError, request: Request) -> Response:
+    """A path or query string that is not UTF-8 (webob decodes them lazily)."""
+    return error_response(400, f"Request URL is not valid UTF-8: {exc.reason}")
+
+
 def too_large_view(exc: PayloadTooLarge, request: Request) -> Response:
     return error_response(413, str(exc))
 
@@ -123,7 +128,8 @@ def too_many_connections_view(exc: TooManyConnections, request: Request) -> Resp
 
 
 def unexpected_error_view(exc: Exception, request: Request) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.path)
+    # the raw PATH_INFO: decoding it may be what failed
+    log.exception("unexpected error on %s %r", request.method, request.environ.get("PATH_INFO"))
     return error_response(500, "Internal server error")
 
 
@@ -131,6 +137,7 @@ def includeme(config: Configurator) -> None:
     views: list[tuple[type, Any]] = [
         (ValidationError, validation_error_view),
         (BadRequestBody, bad_request_view),
+        (UnicodeDecodeError, undecodable_request_view),
         (PayloadTooLarge, too_large_view),
         (BadSignature, bad_signature_view),
         (HTTPException, http_exception_view),

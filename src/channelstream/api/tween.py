@@ -28,7 +28,10 @@ def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
     """Exact match: `scheme://host[:port]` entries against the whole origin, bare-host
     entries (optionally `host:port`) against its host (fix F12: no substring matches)."""
     origin = origin.strip().rstrip("/").lower()
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # e.g. "http://[::1": not an origin, so not an allowed one
+        return False
     for entry in allowed:
         entry = entry.strip().rstrip("/").lower()
         if "://" in entry:
@@ -79,7 +82,12 @@ def http_edge_tween_factory(
     settings: Settings = registry.channelstream_settings
 
     def http_edge_tween(request: Request) -> Response:
-        apply_proxy_headers(request, settings)
+        try:
+            apply_proxy_headers(request, settings)
+        except UnicodeDecodeError:
+            response = error_response(400, "Request URL is not valid UTF-8")
+            add_cors_headers(request, response, settings.allow_cors)
+            return response
         if request.method == "OPTIONS":
             response = Response(status=200, body=b"", content_type="text/plain")
         elif settings.enforce_https and request.scheme != "https":
