@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.functional.conftest import CHANNEL_INFO_KEYS, DEFAULT_SETTINGS, ApiClient
 
 # ---------------------------------------------------------------------------------- /channel_config
@@ -106,6 +108,13 @@ def test_info_without_a_body_describes_everything(client: ApiClient) -> None:
             {"user": "alice", "state": {"k": 1, "p": 2}},
             {"user": "bob", "state": {}},
         ]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_info_answers_any_method(client: ApiClient, method: str) -> None:
+    _populate(client)
+
+    assert client.call(method, "/info").json == client.post("/info").json
 
 
 def test_info_history_entries_carry_their_delivery_fields(client: ApiClient) -> None:

@@ -159,6 +159,15 @@ def test_disconnect_by_post_without_body_reads_the_query(client: ApiClient) -> N
     assert response.json is True
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_disconnect_with_another_method_reads_the_query(client: ApiClient, method: str) -> None:
+    conn_id = client.connect()["conn_id"]
+
+    response = client.call(method, "/disconnect", query=f"conn_id={conn_id}", signed=False)
+
+    assert response.json is True
+
+
 def test_disconnect_of_an_unknown_connection_answers_false(client: ApiClient) -> None:
     response = client.get("/disconnect", query=f"conn_id={uuid.uuid4()}")
 
@@ -280,3 +289,76 @@ def test_a_pending_poll_on_a_disconnected_connection_is_unauthorized(
 
     assert response.content_type == "application/json"
     assert response.json == UNKNOWN_CONNECTION
+
+
+# ---------------------------------------------------------------------------------- what polls get
+
+
+def _poll(client: ApiClient, conn_id: str) -> list[dict]:
+    frames: list[dict] = client.get("/listen", query=f"conn_id={conn_id}").json
+    return frames
+
+
+def test_private_channel_messages_reach_only_their_recipients(
+    polling_client: ApiClient,
+) -> None:
+    """F4: kept out of history, still delivered to pm_users (here through catchup)."""
+    client = polling_client
+    client.post("/channel_config", {"room": {"store_history": True}})
+    bob = client.connect("bob", channels=["room"])["conn_id"]
+    carol = client.connect("carol", channels=["room"])["conn_id"]
+
+    client.publish({"user": "alice", "channel": "room", "pm_users": ["bob"], "message": {"p": 1}})
+
+    assert [frame["message"] for frame in _poll(client, bob)] == [{"p": 1}]
+    assert _poll(client, carol) == []
+    assert client.info()["channels"]["room"]["history"] == []
+
+
+def test_excluded_users_do_not_get_the_message(polling_client: ApiClient) -> None:
+    bob = polling_client.connect("bob", channels=["room"])["conn_id"]
+    carol = polling_client.connect("carol", channels=["room"])["conn_id"]
+
+    polling_client.publish(
+        {"user": "alice", "channel": "room", "exclude_users": ["carol"], "message": {"n": 1}}
+    )
+
+    assert [frame["message"] for frame in _poll(polling_client, bob)] == [{"n": 1}]
+    assert _poll(polling_client, carol) == []
+
+
+def test_polls_get_presence_state_changes_edits_and_deletes(client: ApiClient) -> None:
+    client.post(
+        "/channel_config",
+        {"room": {"notify_presence": True, "notify_state": True, "store_history": True}},
+    )
+    bob = client.connect("bob", channels=["room"])["conn_id"]
+    client.connect(
+        "alice", channels=["room"], user_state={"mood": "ok"}, state_public_keys=["mood"]
+    )
+    client.post("/user_state", {"user": "alice", "user_state": {"mood": "great"}})
+    [message] = client.publish({"user": "alice", "channel": "room", "message": {"v": 1}})
+    client.call(
+        "PATCH", "/message", [{"uuid": message["uuid"], "channel": "room", "message": {"v": 2}}]
+    )
+    client.call("DELETE", "/message", [{"uuid": message["uuid"], "channel": "room"}])
+
+    frames = _poll(client, bob)
+
+    assert [frame["type"] for frame in frames] == [
+        "presence",
+        "user_state_change",
+        "message:edit",
+        "message:delete",
+    ]
+    presence, state_change, edit, delete = frames
+    assert presence["user"] == "alice"
+    assert presence["message"] == {"action": "joined"}
+    assert presence["state"] == {"mood": "ok"}
+    assert state_change["message"] == {
+        "state": {"mood": "great"},
+        "changed": [{"key": "mood", "value": "great"}],
+    }
+    assert edit["uuid"] == delete["uuid"] == message["uuid"]
+    assert edit["message"] == {"v": 2}
+    assert all(frame["catchup"] is True for frame in frames)
