@@ -108,6 +108,16 @@ def test_listen_on_an_unknown_connection_is_unauthorized(client: ApiClient) -> N
     assert response.json == UNKNOWN_CONNECTION
 
 
+def test_conn_ids_are_canonical_whatever_their_spelling(client: ApiClient) -> None:
+    conn_id = str(uuid.uuid4())
+    spelled = "{" + conn_id.upper() + "}"
+
+    assert client.connect("bob", conn_id=spelled, channels=["room"])["conn_id"] == conn_id
+    client.publish({"user": "alice", "channel": "room"})
+    assert len(client.get("/listen", query=f"conn_id={conn_id.upper()}").json) == 1
+    assert client.get("/disconnect", query=f"conn_id={conn_id.upper()}").json is True
+
+
 def test_listen_needs_no_signature_and_no_allowed_address(client: ApiClient) -> None:
     conn_id = _connect_and_publish(client)
 

@@ -37,18 +37,35 @@ def test_a_value_of_the_wrong_type_is_refused(client: ApiClient) -> None:
     assert response.json == {"username": ["Not a valid string."]}
 
 
-def test_a_bad_list_item_is_keyed_by_its_index(client: ApiClient) -> None:
-    response = client.post("/connect", {"username": "a", "channels": ["ok", ""]}, status=422)
+@pytest.mark.parametrize(("channels", "index"), [(["", "ok"], "0"), (["ok", "x" * 257], "1")])
+def test_a_bad_list_item_is_keyed_by_its_index(
+    client: ApiClient, channels: list[str], index: str
+) -> None:
+    response = client.post("/connect", {"username": "a", "channels": channels}, status=422)
 
-    assert response.json == {"channels": {"1": ["Length must be between 1 and 256."]}}
+    assert response.json == {"channels": {index: ["Length must be between 1 and 256."]}}
 
 
-def test_a_list_body_reports_errors_by_item_index(client: ApiClient) -> None:
-    response = client.post(
-        "/message", [{"user": "a", "channel": "c"}, {"channel": "c"}], status=422
-    )
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ([{"channel": "c"}], {"0": {"user": MISSING}}),
+        ([{"user": "a", "channel": "c"}, {"channel": "c"}], {"1": {"user": MISSING}}),
+        (
+            [{"user": "", "channel": "c"}, {"user": "a", "pm_users": [5]}],
+            {
+                "0": {"user": ["Length must be between 1 and 512."]},
+                "1": {"pm_users": {"0": ["Not a valid string."]}},
+            },
+        ),
+    ],
+)
+def test_a_list_body_reports_errors_by_item_index(
+    client: ApiClient, body: list[dict[str, Any]], errors: dict[str, Any]
+) -> None:
+    response = client.post("/message", body, status=422)
 
-    assert response.json == {"1": {"user": MISSING}}
+    assert response.json == errors
 
 
 def test_a_list_body_with_one_bad_item_publishes_nothing(client: ApiClient) -> None:
