@@ -15,6 +15,7 @@ import struct
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
@@ -101,6 +102,21 @@ def _close(ws: WebSocket, code: CloseCode) -> None:
     _cut(ws)
 
 
+def _serialize_writes(ws: WebSocket) -> None:
+    """Make the reader (pongs, close replies) and the writer take turns on the socket.
+
+    Without this a pong sent while the writer is in the middle of a large frame lands inside
+    that frame's payload and corrupts the stream."""
+    lock = Semaphore()
+    raw_write = ws.raw_write
+
+    def write(data: bytes) -> None:
+        with lock:
+            raw_write(data)
+
+    ws.raw_write = write
+
+
 def _write_loop(ws: WebSocket, outbox: Outbox) -> None:
     try:
         while True:
@@ -130,6 +146,7 @@ def serve_websocket(
         _close(ws, CloseCode.UNKNOWN_CONNECTION)
         return
     log.info("websocket opened: connection %s from %s", conn_id, peer)
+    _serialize_writes(ws)
     writer = gevent.spawn(_write_loop, ws, outbox)
 
     def cut_if_stuck() -> None:
