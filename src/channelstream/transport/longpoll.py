@@ -7,10 +7,13 @@ for its duration, so frames that arrive between polls are replayed by the next o
 
 from __future__ import annotations
 
+import logging
 import time
 
 from channelstream.close_codes import CloseCode
 from channelstream.node import Node
+
+log = logging.getLogger(__name__)
 
 COLLECT_MORE_SECONDS = 0.25
 COLLECT_AT_MOST_SECONDS = 1.0  # a steady stream must not keep a poll open for ever
@@ -22,6 +25,7 @@ def long_poll(node: Node, conn_id: str) -> str | None:
     Raises UnknownConnection if there is no such connection.
     """
     outbox = node.attach(conn_id, "poll")
+    log.debug("long poll waiting: connection %s", conn_id)
     parts: list[str] = []
     try:
         ready = outbox.wait(node.settings.wake_connections_after)
