@@ -1,5 +1,6 @@
 """The console scripts and pserve start a real server that answers HTTP and websockets."""
 
+import configparser
 import http.client
 import re
 import uuid
@@ -8,6 +9,7 @@ import pytest
 import websocket
 
 import channelstream
+from tests.e2e.apiclient import ApiClient
 from tests.e2e.conftest import REPO_ROOT
 
 
@@ -23,9 +25,31 @@ def http_status(server, path="/"):
         connection.close()
 
 
+def ini_secret(ini_text):
+    """`channelstream.secret` of a PasteDeploy file's [app:main] section."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(ini_text)
+    return parser["app:main"]["channelstream.secret"]
+
+
+def assert_signed_connect_works(server, secret):
+    """A signed `POST /connect` answers 200 with a new conn_id (a UUID); unsigned: 403, signed
+    with another secret: 401."""
+    result = ApiClient(server.base_url, secret).call("/connect", {"username": "e2e-user"})
+    assert result.status == 200, result.body[:500]
+    assert result.content_type.startswith("application/json")
+    assert result.json["username"] == "e2e-user"
+    assert str(uuid.UUID(result.json["conn_id"])) == result.json["conn_id"]
+    unsigned = ApiClient(server.base_url, secret).call("/connect", {"username": "x"}, signed=False)
+    assert unsigned.status == 403
+    wrong = ApiClient(server.base_url, secret + "-not").call("/connect", {"username": "x"})
+    assert wrong.status == 401
+    assert wrong.json == {"request": "Bad Signature"}
+
+
 def test_channelstream_serves_a_channelstream_section(start_server):
     server = start_server(settings={"secret": "e2e-secret"})
-    assert 100 <= http_status(server) <= 599
+    assert_signed_connect_works(server, "e2e-secret")
     log = server.log_text()
     assert f"Serving on http://127.0.0.1:{server.port}" in log
     assert channelstream.__version__ in log
@@ -43,7 +67,7 @@ def with_port_placeholder(ini_text):
 def test_development_ini_serves(start_server, command):
     ini = with_port_placeholder((REPO_ROOT / "development.ini").read_text())
     server = start_server(ini_text=ini, command=command)
-    assert 100 <= http_status(server) <= 599
+    assert_signed_connect_works(server, ini_secret(ini))
     assert f"Serving on http://127.0.0.1:{server.port}" in server.log_text()
 
 
@@ -52,7 +76,7 @@ def test_pserve_serves_production_ini(start_server):
     ini = re.sub(r"(?m)^host = .*$", "host = 127.0.0.1", ini)
     ini = with_port_placeholder(ini)
     server = start_server(ini_text=ini, command="pserve")
-    assert 100 <= http_status(server) <= 599
+    assert_signed_connect_works(server, ini_secret(ini))
 
 
 @pytest.mark.parametrize("command", ["channelstream", "pserve"])
@@ -68,7 +92,7 @@ def test_websocket_without_valid_conn_id_is_not_upgraded(start_server):
     for query in ("", "?conn_id=not-a-uuid"):
         with pytest.raises(websocket.WebSocketBadStatusException) as error:
             websocket.create_connection(server.ws_url + query, timeout=10)
-        assert error.value.status_code != 101
+        assert error.value.status_code == 422
 
 
 def test_websocket_with_a_uuid_conn_id_is_upgraded(start_server):
