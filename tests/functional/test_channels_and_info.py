@@ -68,7 +68,8 @@ def test_channel_config_with_an_empty_object_changes_nothing(client: ApiClient) 
 
 
 def test_channel_config_with_a_non_object_body_is_refused(client: ApiClient) -> None:
-    for body in ([{"room": {}}], "room", 3):
+    bodies: tuple[object, ...] = ([{"room": {}}], "room", 3)
+    for body in bodies:
         response = client.post("/channel_config", body, status=422)
         assert response.json == {"_schema": ["Invalid input type."]}
 
