@@ -53,7 +53,6 @@ def test_channelstream_serves_a_channelstream_section(start_server):
     log = server.log_text()
     assert f"Serving on http://127.0.0.1:{server.port}" in log
     assert channelstream.__version__ in log
-    assert f"Admin interface available on http://127.0.0.1:{server.port}/admin" in log
     assert "admin_secret is the default value" in log
     assert "secret is the default value" not in log.replace("admin_secret", "")
 
