@@ -106,6 +106,7 @@ class Connection:
     cursor: int
     channels: dict[str, int] = field(default_factory=dict)  # channel name -> seq at join
     listeners: int = 0
+    listeners_by_node: dict[str, int] = field(default_factory=dict)  # node id -> listeners
 
 
 @dataclass(frozen=True)

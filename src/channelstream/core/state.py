@@ -13,7 +13,7 @@ connections, users and channels are collected (F8), /disconnect is final (F17).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,8 +98,13 @@ def new_uuid() -> str:
 class State:
     """All channels, users and connections of one server, and the rules that tie them."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(
+        self, limits: Limits | None = None, id_factory: Callable[[], str] | None = None
+    ) -> None:
+        """`id_factory` makes the uuids of new users, channels and server-made frames; a
+        replicated state passes one derived from each command so every replica agrees."""
         self.limits = limits or Limits()
+        self.new_id: Callable[[], str] = id_factory or new_uuid
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, User] = {}
         self.connections: dict[str, Connection] = {}
@@ -132,7 +137,7 @@ class State:
 
         user = self.users.get(username)
         if user is None:
-            user = User(username=username, last_active=now)
+            user = User(username=username, last_active=now, uuid=self.new_id())
             self.users[username] = user
             self._merge_state(user, fresh_user_state or {})
         user.public_keys = list(state_public_keys)
@@ -203,22 +208,46 @@ class State:
 
     # ------------------------------------------------------------------ listeners
 
-    def attach(self, conn_id: str, now: datetime) -> Catchup:
-        """A listener (socket, poll) attaches: count it and return the frames it missed."""
+    def attach(self, conn_id: str, now: datetime, node: str = "local") -> Catchup:
+        """A listener (socket, poll) on `node` attaches: count it and return what it missed."""
         connection = self.get_connection(conn_id)
         connection.listeners += 1
+        connection.listeners_by_node[node] = connection.listeners_by_node.get(node, 0) + 1
         self.touch(conn_id, now)
         return Catchup(frames=self.catchup_frames(connection), seq=self._seq)
 
-    def detach(self, conn_id: str, served_up_to: int, now: datetime) -> None:
+    def detach(self, conn_id: str, served_up_to: int, now: datetime, node: str = "local") -> None:
         """A listener went away having sent the client everything up to `served_up_to`."""
         connection = self.connections.get(conn_id)
         if connection is None:
             return
         connection.listeners = max(0, connection.listeners - 1)
+        left_on_node = connection.listeners_by_node.get(node, 0) - 1
+        if left_on_node > 0:
+            connection.listeners_by_node[node] = left_on_node
+        else:
+            connection.listeners_by_node.pop(node, None)
         if connection.listeners == 0:
             connection.cursor = served_up_to
         self.touch(conn_id, now)
+
+    def forget_node(self, node: str, now: datetime) -> GarbageOutcome:
+        """A node died: its listeners are gone, and connections it alone listened to end now
+        (presence parts) rather than wait for their clients to come back."""
+        outcome = GarbageOutcome()
+        for connection in list(self.connections.values()):
+            lost = connection.listeners_by_node.pop(node, 0)
+            if not lost:
+                continue
+            connection.listeners = max(0, connection.listeners - lost)
+            if connection.listeners == 0:
+                self._drop_connection(connection, now, outcome)
+                outcome.connections.append(connection.conn_id)
+        return outcome
+
+    def listener_nodes(self) -> set[str]:
+        """Ids of the nodes that hold listeners of some connection."""
+        return {node for c in self.connections.values() for node in c.listeners_by_node}
 
     def touch(self, conn_id: str, now: datetime) -> bool:
         """Activity on a connection (client frame, poll, heartbeat sent) keeps it and its user."""
@@ -277,7 +306,7 @@ class State:
                 if not channel.config.notify_state:
                     continue
                 frame = {
-                    "uuid": new_uuid(),
+                    "uuid": self.new_id(),
                     "type": "user_state_change",
                     "user": username,
                     "timestamp": now,
@@ -318,6 +347,7 @@ class State:
             channel = self.channels.get(name)
             if channel is None:
                 self.channels[name] = Channel(
+                    uuid=self.new_id(),
                     name=name,
                     config=ChannelConfig().merged(dict(changes)),
                     last_active=now,
@@ -544,6 +574,7 @@ class State:
         channel = self.channels.get(name)
         if channel is None:
             channel = Channel(
+                uuid=self.new_id(),
                 name=name,
                 config=ChannelConfig().merged(dict(config or {})),
                 last_active=now,
@@ -594,7 +625,7 @@ class State:
             ]
         user = self.users[username]
         frame = {
-            "uuid": new_uuid(),
+            "uuid": self.new_id(),
             "type": "presence",
             "user": username,
             "users": users,
