@@ -27,6 +27,7 @@ class Outbox:
         self.close_code: CloseCode | None = None
         self._items: deque[tuple[int, str]] = deque()  # (seq, encoded frames without brackets)
         self._heartbeat_due = False
+        self._taken_up_to = served_up_to
         self._ready = Event()
         # called once with the code when a close is decided (the transport's watchdog hook)
         self.on_close: Callable[[CloseCode], object] | None = None
@@ -69,12 +70,13 @@ class Outbox:
     def take(self) -> str | None:
         """Everything waiting as one JSON array text; `[]` for a lone heartbeat; None if idle.
 
-        Marks the taken frames as served.
+        Call `confirm_sent()` once the text has reached the client: only then do the taken
+        frames count as served (a send that fails leaves them to catchup).
         """
         self._ready.clear()
         if self._items:
             parts = [encoded for _, encoded in self._items]
-            self.served_up_to = self._items[-1][0]
+            self._taken_up_to = self._items[-1][0]
             self._items.clear()
             self._heartbeat_due = False
             return "[" + ",".join(parts) + "]"
@@ -82,6 +84,9 @@ class Outbox:
             self._heartbeat_due = False
             return "[]"
         return None
+
+    def confirm_sent(self) -> None:
+        self.served_up_to = max(self.served_up_to, self._taken_up_to)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -127,6 +127,7 @@ def _write_loop(ws: WebSocket, outbox: Outbox) -> None:
             text = outbox.take()
             if text is not None:
                 ws.send(text)
+                outbox.confirm_sent()
     except (WebSocketError, OSError):
         outbox.close(CloseCode.GOING_AWAY)  # the peer is gone; nothing more to send
 
