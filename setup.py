@@ -32,6 +32,7 @@ setup(
         "marshmallow>=3.20",
         "apispec>=6.0",
         "PasteDeploy>=3.0",
+        "redis>=5.0",
     ],
     extras_require={
         "test": [

@@ -4,8 +4,17 @@ __version__ = "0.8.0.dev0"
 
 
 def main(global_config: dict, **app_settings: str):  # type: ignore[no-untyped-def]
-    """PasteDeploy app factory (`use = egg:channelstream`): settings come from [app:main]."""
+    """PasteDeploy app factory (`use = egg:channelstream`): settings come from [app:main].
+
+    Under pserve this is the first code of ours to run, so gevent patches here, before the
+    node starts its loops.
+    """
     import os
+
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
 
     from channelstream.app import make_app
     from channelstream.settings import Settings

@@ -1,29 +1,37 @@
 """The Node: the one object HTTP views and socket handlers call.
 
-It owns the core `State`, the listeners' outboxes and the background loops (heartbeats and
-garbage collection). Each public method runs one core operation with the current time, then
-hands the resulting deliveries to the listeners, encoding each frame once for all of its
-recipients. No method yields between those two steps, so the state is never seen half-updated.
+It owns this process's replica of the core `State`, the listeners' outboxes and the background
+loops. Every change is a `Command` submitted to the broker, which orders the commands of the
+whole cluster and hands each back to every node's `_apply`: the state changes there, and the
+resulting frames go to this node's own listeners, each frame JSON-encoded once. With the
+memory broker a command is applied before `submit` returns, and nothing yields in between,
+so the state is never seen half-updated. With Redis the submitter waits for its command to
+come back in cluster order.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import gevent
+from gevent.event import AsyncResult
 
 from channelstream import encoding
+from channelstream.broker import Broker, BrokerUnavailable, build_broker
 from channelstream.close_codes import CloseCode
+from channelstream.core.commands import Applied, Command, apply_command
 from channelstream.core.model import Delivery
+from channelstream.core.snapshot import state_from_data, state_to_data
 from channelstream.core.state import (
     ConnectOutcome,
+    GarbageOutcome,
     Limits,
     MembershipOutcome,
     MessagesOutcome,
-    Outcome,
     State,
     UserStateOutcome,
 )
@@ -32,39 +40,69 @@ from channelstream.transport.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-GC_INTERVAL_SECONDS = 1.0
-OutcomeT = TypeVar("OutcomeT", bound=Outcome)
+CHORES_INTERVAL_SECONDS = 1.0  # GC, dead-node and retry sweeps
+SNAPSHOT_INTERVAL_SECONDS = 10.0
+COMMAND_TIMEOUT_SECONDS = 5.0  # how long a request waits for its command to be applied
+TIME_KEYS = ("timestamp", "edited")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class Node:
-    """One server process's view of channels, users and connections."""
+def _json_safe_items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Message items with their datetimes as ISO strings, so a command can cross the network
+    (the frames clients get are the same either way)."""
+    safe = []
+    for item in items:
+        item = dict(item)
+        for key in TIME_KEYS:
+            if isinstance(item.get(key), datetime):
+                item[key] = item[key].isoformat()
+        safe.append(item)
+    return safe
 
-    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+
+class Node:
+    """One server process: its replica of the cluster state and its own listeners."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], datetime] = utc_now,
+        broker: Broker | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
-        self.state = State(
-            Limits(
-                max_channels_per_connection=settings.max_channels_per_connection,
-                max_connections=settings.max_connections,
-            )
+        self.node_id = uuid.uuid4().hex  # new per process: a restarted node is a new node
+        self.limits = Limits(
+            max_channels_per_connection=settings.max_channels_per_connection,
+            max_connections=settings.max_connections,
+        )
+        self.state = State(self.limits)
+        self.broker: Broker = broker or build_broker(
+            settings.broker,
+            self.node_id,
+            prefix=settings.redis_prefix,
+            presence_ttl=settings.presence_ttl,
         )
         self.started_at = clock()
         self._outboxes: dict[str, list[Outbox]] = {}
+        self._waiting: dict[str, AsyncResult] = {}
+        self._unsent_detaches: list[Command] = []
         self._loops: list[gevent.Greenlet] = []
+        self._last_snapshot = 0.0
         self.frames_dropped = 0  # overflows: listeners closed for falling behind (4002)
+        self.broker.start(self._apply, self._restore)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the heartbeat and GC loops (they run once the gevent hub runs)."""
+        """Start the heartbeat and chores loops (they run once the gevent hub runs)."""
         if not self._loops:
             self._loops = [
                 gevent.spawn(self._every, self.settings.heartbeat_interval, self.send_heartbeats),
-                gevent.spawn(self._every, GC_INTERVAL_SECONDS, self.collect_garbage),
+                gevent.spawn(self._every, CHORES_INTERVAL_SECONDS, self.run_chores),
             ]
 
     def stop(self) -> None:
@@ -74,6 +112,7 @@ class Node:
         for outboxes in list(self._outboxes.values()):
             for outbox in outboxes:
                 outbox.close(CloseCode.GOING_AWAY)
+        self.broker.stop()
 
     @staticmethod
     def _every(interval: float, action: Callable[[], Any]) -> None:
@@ -81,16 +120,102 @@ class Node:
             gevent.sleep(interval)
             try:
                 action()
+            except BrokerUnavailable:
+                pass  # the broker logs its own state changes
             except Exception:  # a bug in one sweep must not stop the loop for good
                 log.exception("background task %s failed", getattr(action, "__name__", action))
+
+    @property
+    def ready(self) -> bool:
+        return self.broker.available
+
+    # ------------------------------------------------------------------ commands
+
+    def _submit(self, name: str, **args: Any) -> Any:
+        """Submit a command and wait for it to be applied here; its result, or its CoreError
+        raised. BrokerUnavailable when it cannot be submitted or does not come back."""
+        command = Command(name, args, self.clock(), self.node_id)
+        waiter = AsyncResult()
+        self._waiting[command.id] = waiter
+        try:
+            self.broker.submit(command)
+            applied: Applied = waiter.get(timeout=COMMAND_TIMEOUT_SECONDS)
+        except gevent.Timeout:
+            raise BrokerUnavailable("the command was not applied in time") from None
+        finally:
+            self._waiting.pop(command.id, None)
+        if applied.error is not None:
+            raise applied.error
+        return applied.result
+
+    def _apply(self, command: Command) -> None:
+        """Apply one command in cluster order (called by the broker, for every command)."""
+        applied = apply_command(self.state, command)
+        mine = command.origin == self.node_id
+        if command.name == "attach" and mine and applied.error is None:
+            applied.result = self._open_outbox(command.args, applied.result)
+            if command.id not in self._waiting:  # its request gave up waiting: undo
+                self.detach(applied.result)
+        elif command.name == "disconnect" and applied.result is not None:
+            for outbox in self._outboxes.pop(command.args["conn_id"], []):
+                outbox.close(CloseCode.NORMAL)
+        for delivery in applied.deliveries:
+            self._deliver(delivery)
+        if isinstance(applied.result, GarbageOutcome) and applied.result.connections:
+            log.info(
+                "%s: %d connections ended (%s)",
+                command.name,
+                len(applied.result.connections),
+                ", ".join(applied.result.connections[:5]),
+            )
+        if mine:
+            waiter = self._waiting.get(command.id)
+            if waiter is not None:
+                waiter.set(applied)
+
+    def _restore(self, data: Any) -> None:
+        """Start from a cluster snapshot (a node joining a running cluster)."""
+        self.state = state_from_data(data, State(self.limits))
+        log.info(
+            "state restored from snapshot: %d channels, %d users, %d connections",
+            len(self.state.channels),
+            len(self.state.users),
+            len(self.state.connections),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return state_to_data(self.state)
+
+    def sync(self) -> None:
+        """Wait until this replica has applied what the cluster had when called, so a read
+        here sees writes made through any node (no-op with the memory broker)."""
+        if not self.broker.wait_caught_up(COMMAND_TIMEOUT_SECONDS):
+            raise BrokerUnavailable("this node could not catch up with the cluster")
 
     # ------------------------------------------------------------------ API operations
 
     def connect(
-        self, username: str, conn_id: str, channels: Iterable[str], **kwargs: Any
+        self,
+        username: str,
+        conn_id: str,
+        channels: Iterable[str],
+        *,
+        state_public_keys: Iterable[str] = (),
+        fresh_user_state: Mapping[str, Any] | None = None,
+        user_state: Mapping[str, Any] | None = None,
+        channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ConnectOutcome:
-        outcome = self.state.connect(username, conn_id, channels, self.clock(), **kwargs)
-        return self._dispatch(outcome)
+        result: ConnectOutcome = self._submit(
+            "connect",
+            username=username,
+            conn_id=conn_id,
+            channels=list(channels),
+            state_public_keys=list(state_public_keys),
+            fresh_user_state=dict(fresh_user_state or {}),
+            user_state=dict(user_state or {}),
+            channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
+        )
+        return result
 
     def subscribe(
         self,
@@ -98,12 +223,19 @@ class Node:
         channels: Iterable[str],
         channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> MembershipOutcome:
-        return self._dispatch(
-            self.state.subscribe(conn_id, channels, self.clock(), channel_configs)
+        result: MembershipOutcome = self._submit(
+            "subscribe",
+            conn_id=conn_id,
+            channels=list(channels),
+            channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
         )
+        return result
 
     def unsubscribe(self, conn_id: str, channels: Iterable[str]) -> MembershipOutcome:
-        return self._dispatch(self.state.unsubscribe(conn_id, channels, self.clock()))
+        result: MembershipOutcome = self._submit(
+            "unsubscribe", conn_id=conn_id, channels=list(channels)
+        )
+        return result
 
     def set_user_state(
         self,
@@ -111,57 +243,86 @@ class Node:
         user_state: Mapping[str, Any],
         state_public_keys: Iterable[str] | None = None,
     ) -> UserStateOutcome:
-        outcome = self.state.set_user_state(username, user_state, self.clock(), state_public_keys)
-        return self._dispatch(outcome)
+        result: UserStateOutcome = self._submit(
+            "set_user_state",
+            username=username,
+            user_state=dict(user_state),
+            state_public_keys=None if state_public_keys is None else list(state_public_keys),
+        )
+        return result
 
     def set_channel_configs(self, configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        return self.state.set_channel_configs(configs, self.clock())
+        result: list[str] = self._submit(
+            "set_channel_configs", configs={k: dict(v) for k, v in configs.items()}
+        )
+        return result
 
     def publish(self, messages: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
-        return self._dispatch(self.state.publish(messages, self.clock()))
+        result: MessagesOutcome = self._submit("publish", messages=_json_safe_items(messages))
+        return result
 
     def edit(self, edits: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
-        return self._dispatch(self.state.edit(edits, self.clock()))
+        result: MessagesOutcome = self._submit("edit", edits=_json_safe_items(edits))
+        return result
 
     def delete(self, deletes: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
-        return self._dispatch(self.state.delete(deletes, self.clock()))
+        result: MessagesOutcome = self._submit("delete", deletes=_json_safe_items(deletes))
+        return result
 
     def disconnect(self, conn_id: str) -> bool:
         """End a connection now: presence goes out and its listeners close with 1000."""
-        outcome = self.state.disconnect(conn_id, self.clock())
-        if outcome is None:
-            return False
-        self._dispatch(outcome)
-        for outbox in self._outboxes.pop(conn_id, []):
-            outbox.close(CloseCode.NORMAL)
-        log.info("connection %s disconnected", conn_id)
-        return True
+        ended = self._submit("disconnect", conn_id=conn_id) is not None
+        if ended:
+            log.info("connection %s disconnected", conn_id)
+        return ended
+
+    def channels_info(self, names: Iterable[str] | None = None, **options: Any) -> dict[str, Any]:
+        """Read after catching up with the cluster (see `sync`)."""
+        self.sync()
+        return self.state.channels_info(names, **options)
 
     # ------------------------------------------------------------------ listeners
 
     def attach(self, conn_id: str, kind: str) -> Outbox:
         """Register a listener; its outbox starts with the connection's catchup frames.
 
-        Raises UnknownConnection.
+        Raises UnknownConnection (or BrokerUnavailable).
         """
-        catchup = self.state.attach(conn_id, self.clock())
-        outbox = Outbox(conn_id, self.settings.max_queued_frames, catchup.seq, kind)
+        outbox: Outbox = self._submit("attach", conn_id=conn_id, node=self.node_id, kind=kind)
+        return outbox
+
+    def _open_outbox(self, args: dict[str, Any], catchup: Any) -> Outbox:
+        """Runs inside `_apply`, so no frame can slip between the catchup and live ones."""
+        conn_id = args["conn_id"]
+        outbox = Outbox(conn_id, self.settings.max_queued_frames, catchup.seq, args["kind"])
         if catchup.frames:
             outbox.push(catchup.seq, ",".join(encoding.dumps(f) for f in catchup.frames))
         self._outboxes.setdefault(conn_id, []).append(outbox)
         return outbox
 
     def detach(self, outbox: Outbox) -> None:
+        """The listener is gone: stop feeding it now; tell the cluster (retried if the broker
+        is unreachable, so the connection is not thought listened to for ever)."""
         outboxes = self._outboxes.get(outbox.conn_id)
         if outboxes and outbox in outboxes:
             outboxes.remove(outbox)
             if not outboxes:
                 del self._outboxes[outbox.conn_id]
-        self.state.detach(outbox.conn_id, outbox.served_up_to, self.clock())
+        command = Command(
+            "detach",
+            {"conn_id": outbox.conn_id, "served_up_to": outbox.served_up_to, "node": self.node_id},
+            self.clock(),
+            self.node_id,
+        )
+        try:
+            self.broker.submit(command)
+        except BrokerUnavailable:
+            self._unsent_detaches.append(command)
 
     def touch(self, conn_id: str) -> bool:
-        """Client activity (a frame from the socket, a poll) keeps the connection alive."""
-        return self.state.touch(conn_id, self.clock())
+        """Client activity on a listener. A connection with a listener is never idle, so this
+        changes no shared state; it tells whether the connection still exists here."""
+        return conn_id in self.state.connections
 
     def send_heartbeats(self) -> None:
         """`[]` to every websocket and SSE listener (fix F7), whenever they attached."""
@@ -170,31 +331,38 @@ class Node:
                 if outbox.kind != "poll":
                     outbox.push_heartbeat()
 
+    # ------------------------------------------------------------------ chores
+
+    def run_chores(self) -> None:
+        """Every second: resend detaches that failed; on the leader only, collect garbage,
+        end connections of dead nodes, and refresh the snapshot."""
+        while self._unsent_detaches:
+            self.broker.submit(self._unsent_detaches[0])
+            self._unsent_detaches.pop(0)
+        if not self.broker.is_leader():
+            return
+        self.collect_garbage()
+        others = self.state.listener_nodes() - {self.node_id}
+        for node in others - self.broker.live_nodes(others):
+            log.warning("node %s stopped announcing itself: ending its connections", node)
+            self._submit("forget_node", node=node)
+        now = self.clock().timestamp()
+        if now - self._last_snapshot >= SNAPSHOT_INTERVAL_SECONDS:
+            self._last_snapshot = now
+            self.broker.save_snapshot(self.snapshot())
+
     def collect_garbage(self) -> None:
-        outcome = self.state.collect_garbage(
-            self.clock(),
+        self._submit(
+            "collect_garbage",
             connections_after=self.settings.gc_conns_after,
             users_after=self.settings.gc_users_after,
             channels_after=self.settings.gc_channels_after,
         )
-        self._dispatch(outcome)
-        if outcome.connections or outcome.users or outcome.channels:
-            log.info(
-                "collected %d idle connections, %d users, %d channels",
-                len(outcome.connections),
-                len(outcome.users),
-                len(outcome.channels),
-            )
 
     def listener_count(self) -> int:
         return sum(len(outboxes) for outboxes in self._outboxes.values())
 
     # ------------------------------------------------------------------ delivery
-
-    def _dispatch(self, outcome: OutcomeT) -> OutcomeT:
-        for delivery in outcome.deliveries:
-            self._deliver(delivery)
-        return outcome
 
     def _deliver(self, delivery: Delivery) -> None:
         encoded: str | None = None

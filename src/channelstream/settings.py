@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "CHANNELSTREAM_"
 APP_SETTINGS_PREFIX = "channelstream."
@@ -102,9 +103,22 @@ def parse_http_scheme(raw: Any) -> str:
 
 
 def parse_broker(raw: Any) -> str:
+    """`memory`, or a Redis URL: redis://[:password@]host[:port][/db], rediss://, unix://."""
     text = str(raw).strip()
-    if text != "memory":
-        raise ValueError(f"only the 'memory' broker is available in this version, got {raw!r}")
+    if text == "memory":
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
+        raise ValueError(f"expected 'memory' or a redis://host:port/db URL, got {raw!r}")
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ValueError(f"the database in {raw!r} must be a number")
+    return text
+
+
+def parse_prefix(raw: Any) -> str:
+    text = str(raw).strip()
+    if not text or any(ch.isspace() for ch in text):
+        raise ValueError(f"expected a non-empty key prefix without spaces, got {raw!r}")
     return text
 
 
@@ -266,7 +280,22 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "broker",
         "memory",
         parse_broker,
-        "Where shared state lives. 'memory': in this process only (single node).",
+        "Where the cluster's state is shared. 'memory': this process only (one node). "
+        "redis://host:port/db: any number of nodes on one Redis behave as one server.",
+        example="redis://127.0.0.1:6379/0",
+    ),
+    Setting(
+        "redis_prefix",
+        "channelstream",
+        parse_prefix,
+        "Prefix of every Redis key the cluster uses; clusters sharing a Redis need distinct ones.",
+    ),
+    Setting(
+        "presence_ttl",
+        "30",
+        parse_positive_float,
+        "Seconds after which a node that stopped announcing itself (killed, cut off) is taken "
+        "for dead: its connections end and their users part.",
     ),
 )
 
@@ -305,6 +334,8 @@ class Settings:
     max_channels_per_connection: int
     max_connections: int
     broker: str
+    redis_prefix: str
+    presence_ttl: float
 
     @classmethod
     def from_sources(

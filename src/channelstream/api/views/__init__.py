@@ -22,7 +22,7 @@ class NodeView:
 
     def channels_info(self, names: Any, info: dict[str, Any]) -> dict[str, Any]:
         """The `channels_info` block shaped by an InfoResolution."""
-        return self.node.state.channels_info(
+        return self.node.channels_info(
             names,
             include_history=info["include_history"],
             include_users=info["include_users"],

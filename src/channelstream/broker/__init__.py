@@ -1,0 +1,76 @@
+"""Brokers: where a cluster's commands are ordered.
+
+Every change to the state is a `Command` (see `channelstream.core.commands`). A broker takes
+the commands every node submits, puts them in one order, and hands each, in that order, to
+every node's `apply` callback, so all nodes hold the same channels, connections, presence,
+history, configs and user state. Each node delivers frames to its own listeners only, which
+makes delivery exactly-once and ordered per channel across the cluster.
+
+- `MemoryBroker` (the default): one process; `submit` applies at once. Single-node only.
+- `RedisBroker`: the order is a Redis stream; node liveness, leadership and state snapshots
+  live in Redis keys under `redis_prefix`, with TTLs.
+
+The interface is small on purpose; the contract tests in `tests/contract/` run against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from channelstream.core.commands import Command
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot take commands right now (Redis unreachable): answer 503."""
+
+
+class Broker(Protocol):
+    node_id: str
+
+    def start(self, apply: Callable[[Command], None], restore: Callable[[Any], None]) -> None:
+        """Begin handing commands to `apply`, in cluster order, own ones included.
+
+        Before the first command, a broker that has a state snapshot calls `restore` with it.
+        """
+
+    def stop(self) -> None:
+        """Stop handing commands over and release what this node holds (leadership, liveness)."""
+
+    def submit(self, command: Command) -> None:
+        """Append a command to the cluster order. Raises BrokerUnavailable.
+
+        MemoryBroker applies it before returning; RedisBroker returns once Redis has it.
+        """
+
+    @property
+    def available(self) -> bool:
+        """False while the broker cannot be reached (what /ready reports)."""
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Block until every command submitted anywhere before this call has been applied
+        here (read-your-cluster's-writes). False on timeout."""
+
+    def is_leader(self) -> bool:
+        """True on exactly one live node: the one that runs cluster-wide chores (GC)."""
+
+    def live_nodes(self, candidates: set[str]) -> set[str]:
+        """Which of these node ids are alive (announced within `presence_ttl`)."""
+
+    def save_snapshot(self, snapshot: Any) -> None:
+        """Store a state snapshot taken after the last applied command, so late joiners
+        start from it and the command log can be trimmed."""
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the admin panel and metrics."""
+
+
+def build_broker(url: str, node_id: str, *, prefix: str, presence_ttl: float) -> Broker:
+    """The broker a `broker` setting names: `memory` or `redis://host:port/db`."""
+    if url == "memory":
+        from channelstream.broker.memory import MemoryBroker
+
+        return MemoryBroker(node_id)
+    from channelstream.broker.redis import RedisBroker
+
+    return RedisBroker(url, node_id, prefix=prefix, presence_ttl=presence_ttl)

@@ -1,0 +1,275 @@
+"""The Redis broker: many nodes, one order of commands, kept by Redis.
+
+Keys, all under `redis_prefix` (`P`):
+
+- `P:log`: a Redis stream, the cluster's commands in order. Every node reads all of it from
+  where its state starts and applies each entry (`XREAD BLOCK`).
+- `P:snapshot`: the state after some log entry, written every few seconds by the leader, so a
+  node that starts late restores it and reads on from there; the log is trimmed behind it.
+- `P:node:<id>`: "this node is alive", refreshed every `presence_ttl / 4` seconds, expiring
+  after `presence_ttl`. The leader ends the connections of nodes whose key has expired.
+- `P:leader`: the node id holding the leadership lease (GC, dead nodes, snapshots).
+
+The log and the snapshot expire a day after the last snapshot, so a cluster that is shut down
+leaves nothing behind for long. The loops use `threading`, which the server's gevent
+monkey-patching turns into greenlets (unpatched, as in the broker's own tests, they are threads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from channelstream import encoding
+from channelstream.broker import BrokerUnavailable
+from channelstream.core.commands import Command
+
+log = logging.getLogger(__name__)
+
+CLUSTER_STATE_TTL_SECONDS = 86400
+READ_BLOCK_MS = 1000
+READ_BATCH = 1000
+BACKOFF_START_SECONDS = 0.1
+BACKOFF_MAX_SECONDS = 5.0
+
+# Renew the lease only if we still hold it (atomic compare-and-expire).
+RENEW_LEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+RELEASE_LEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+RedisErrors = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def stream_id(value: str | bytes) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else value
+    millis, _, sequence = text.partition("-")
+    return int(millis), int(sequence or 0)
+
+
+def encode_command(command: Command) -> str:
+    return encoding.dumps(
+        {
+            "n": command.name,
+            "a": command.args,
+            "t": command.now.isoformat(),
+            "o": command.origin,
+            "i": command.id,
+        }
+    )
+
+
+def decode_command(text: str | bytes) -> Command:
+    data = json.loads(text)
+    return Command(
+        name=data["n"],
+        args=data["a"],
+        now=datetime.fromisoformat(data["t"]),
+        origin=data["o"],
+        id=data["i"],
+    )
+
+
+class RedisBroker:
+    def __init__(self, url: str, node_id: str, *, prefix: str, presence_ttl: float) -> None:
+        self.node_id = node_id
+        self.url = url
+        self.prefix = prefix
+        self.presence_ttl = presence_ttl
+        self.announce_interval = max(0.2, min(presence_ttl / 4, 5.0))
+        self.lease_ms = max(500, int(presence_ttl * 1000 / 2))
+        self.log_key = f"{prefix}:log"
+        self.snapshot_key = f"{prefix}:snapshot"
+        self.leader_key = f"{prefix}:leader"
+        # short timeouts for commands, so a request never hangs on a dead Redis
+        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._reader = redis.Redis.from_url(
+            url, socket_timeout=READ_BLOCK_MS / 1000 + 3, socket_connect_timeout=2
+        )
+        self._renew = self._client.register_script(RENEW_LEASE)
+        self._release = self._client.register_script(RELEASE_LEASE)
+        self._applied = threading.Condition()
+        self.applied_id = "0-0"
+        self._previous_snapshot_id: str | None = None
+        self._available = False
+        self._leader = False
+        self._running = False
+        self._threads: list[threading.Thread] = []
+        self.commands_applied = 0
+
+    def node_key(self, node_id: str) -> str:
+        return f"{self.prefix}:node:{node_id}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, apply: Callable[[Command], None], restore: Callable[[Any], None]) -> None:
+        """Restore the snapshot if Redis has one (best effort: without Redis the node starts
+        empty and reads the log from its start once Redis answers), then start the loops."""
+        try:
+            raw = self._client.get(self.snapshot_key)
+            if raw:
+                snapshot = json.loads(raw)
+                restore(snapshot["state"])
+                self.applied_id = snapshot["id"]
+            self._set_available(True)
+        except RedisErrors as error:
+            self._set_available(False, error)
+        self._running = True
+        self._threads = [
+            threading.Thread(target=self._read_loop, args=(apply,), daemon=True),
+            threading.Thread(target=self._announce_loop, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+        try:
+            self._client.delete(self.node_key(self.node_id))
+            self._release(keys=[self.leader_key], args=[self.node_id])
+        except RedisErrors:
+            pass
+        self._leader = False
+
+    # ------------------------------------------------------------------ the log
+
+    def submit(self, command: Command) -> None:
+        try:
+            self._client.xadd(self.log_key, {"c": encode_command(command)})
+        except RedisErrors as error:
+            self._set_available(False, error)
+            raise BrokerUnavailable(f"Redis is unreachable: {error}") from None
+
+    def _read_loop(self, apply: Callable[[Command], None]) -> None:
+        backoff = BACKOFF_START_SECONDS
+        while self._running:
+            try:
+                batches: Any = self._reader.xread(
+                    {self.log_key: self.applied_id}, count=READ_BATCH, block=READ_BLOCK_MS
+                )
+                self._set_available(True)
+                backoff = BACKOFF_START_SECONDS
+            except RedisErrors as error:
+                self._set_available(False, error)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                continue
+            for _stream, entries in batches or ():
+                for entry_id, fields in entries:
+                    try:
+                        apply(decode_command(fields[b"c"]))
+                    except Exception:  # one bad entry must not stop the node for good
+                        log.exception("applying log entry %s failed", entry_id)
+                    with self._applied:
+                        self.applied_id = entry_id.decode()
+                        self.commands_applied += 1
+                        self._applied.notify_all()
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        try:
+            info = self._client.xinfo_stream(self.log_key)
+            target = info["last-generated-id"]
+        except redis.ResponseError:  # no log yet: nothing to catch up with
+            return True
+        except RedisErrors as error:
+            self._set_available(False, error)
+            return False
+        target_id = stream_id(target)
+        deadline = time.monotonic() + timeout
+        with self._applied:
+            while stream_id(self.applied_id) < target_id:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._applied.wait(remaining)
+        return True
+
+    # ------------------------------------------------------------------ nodes and leader
+
+    def _announce_loop(self) -> None:
+        while self._running:
+            try:
+                pipe = self._client.pipeline()
+                pipe.set(self.node_key(self.node_id), "1", ex=max(1, round(self.presence_ttl)))
+                pipe.set(self.leader_key, self.node_id, nx=True, px=self.lease_ms)
+                _, acquired = pipe.execute()
+                self._leader = bool(acquired) or bool(
+                    self._renew(keys=[self.leader_key], args=[self.node_id, self.lease_ms])
+                )
+                self._set_available(True)
+            except RedisErrors as error:
+                self._leader = False
+                self._set_available(False, error)
+            time.sleep(self.announce_interval)
+
+    def is_leader(self) -> bool:
+        return self._leader and self._available
+
+    def live_nodes(self, candidates: set[str]) -> set[str]:
+        if not candidates:
+            return set()
+        ordered = sorted(candidates)
+        try:
+            values = self._client.mget([self.node_key(node) for node in ordered])
+        except RedisErrors as error:
+            self._set_available(False, error)
+            return set(candidates)  # unknown: assume alive rather than end connections
+        return {node for node, value in zip(ordered, values, strict=True) if value is not None}
+
+    # ------------------------------------------------------------------ snapshots
+
+    def save_snapshot(self, snapshot: Any) -> None:
+        """Pair the snapshot with the last applied entry (taken now, before any I/O), store
+        it, and trim the log up to the previous snapshot (one interval of slack for nodes
+        that read a little behind)."""
+        entry_id = self.applied_id
+        payload = encoding.dumps({"id": entry_id, "state": snapshot})
+        try:
+            pipe = self._client.pipeline()
+            pipe.set(self.snapshot_key, payload, ex=CLUSTER_STATE_TTL_SECONDS)
+            pipe.expire(self.log_key, CLUSTER_STATE_TTL_SECONDS)
+            if self._previous_snapshot_id:
+                pipe.xtrim(self.log_key, minid=self._previous_snapshot_id, approximate=False)
+            pipe.execute()
+            self._previous_snapshot_id = entry_id
+        except RedisErrors as error:
+            self._set_available(False, error)
+
+    # ------------------------------------------------------------------ health
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    def _set_available(self, available: bool, error: BaseException | None = None) -> None:
+        if available != self._available:
+            if available:
+                log.info("Redis broker at %s reachable", self.url)
+            else:
+                log.error("Redis broker at %s unreachable: %s", self.url, error)
+        self._available = available
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "broker": "redis",
+            "node_id": self.node_id,
+            "leader": self._leader,
+            "available": self._available,
+            "applied_id": self.applied_id,
+            "commands_applied": self.commands_applied,
+        }

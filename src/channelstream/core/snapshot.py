@@ -1,0 +1,140 @@
+"""A State as plain data and back: how a node joining a cluster starts from the others' state.
+
+`state_to_data` gives nested dicts and lists (datetimes left as datetimes for the caller's
+encoder); `state_from_data` accepts those, or the same with datetimes as ISO-8601 strings.
+Message frames that history and catchup share stay shared after a round trip, so an edit
+still changes both.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from channelstream.core.model import (
+    CHANNEL_FRAMES_KEPT,
+    USER_FRAMES_KEPT,
+    Channel,
+    ChannelConfig,
+    Connection,
+    StoredFrame,
+    User,
+)
+from channelstream.core.state import State
+
+
+def _stored(stored: StoredFrame) -> dict[str, Any]:
+    return {
+        "seq": stored.seq,
+        "frame": stored.frame,
+        "pm_users": list(stored.pm_users),
+        "exclude_users": list(stored.exclude_users),
+    }
+
+
+def _time(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def state_to_data(state: State) -> dict[str, Any]:
+    return {
+        "seq": state.seq,
+        "stats": {
+            "total_messages": state.stats.total_messages,
+            "total_unique_messages": state.stats.total_unique_messages,
+        },
+        "channels": [
+            {
+                "name": c.name,
+                "uuid": c.uuid,
+                "long_name": c.long_name,
+                "config": c.config.as_dict(),
+                "last_active": c.last_active,
+                "members": {user: list(conns) for user, conns in c.members.items()},
+                "history": [_stored(s) for s in c.history],
+                "frames": [_stored(s) for s in c.frames],
+            }
+            for c in state.channels.values()
+        ],
+        "users": [
+            {
+                "username": u.username,
+                "uuid": u.uuid,
+                "state": u.state,
+                "public_keys": u.public_keys,
+                "last_active": u.last_active,
+                "connections": list(u.connections),
+                "frames": [_stored(s) for s in u.frames],
+            }
+            for u in state.users.values()
+        ],
+        "connections": [
+            {
+                "conn_id": c.conn_id,
+                "username": c.username,
+                "created": c.created,
+                "last_active": c.last_active,
+                "cursor": c.cursor,
+                "channels": c.channels,
+                "listeners": c.listeners,
+                "listeners_by_node": c.listeners_by_node,
+            }
+            for c in state.connections.values()
+        ],
+    }
+
+
+def _restore_stored(data: dict[str, Any], shared: dict[int, dict[str, Any]]) -> StoredFrame:
+    frame = shared.setdefault(data["seq"], data["frame"])
+    return StoredFrame(data["seq"], frame, tuple(data["pm_users"]), tuple(data["exclude_users"]))
+
+
+def state_from_data(data: dict[str, Any], state: State) -> State:
+    """Fill an empty `state` (built with the node's limits) from `data`."""
+    state.channels.clear()
+    state.users.clear()
+    state.connections.clear()
+    state._seq = int(data["seq"])
+    state.stats.total_messages = data["stats"]["total_messages"]
+    state.stats.total_unique_messages = data["stats"]["total_unique_messages"]
+    for item in data["channels"]:
+        shared: dict[int, dict[str, Any]] = {}
+        frames = deque(
+            (_restore_stored(s, shared) for s in item["frames"]), maxlen=CHANNEL_FRAMES_KEPT
+        )
+        state.channels[item["name"]] = Channel(
+            name=item["name"],
+            uuid=item["uuid"],
+            long_name=item["long_name"],
+            config=ChannelConfig().merged(item["config"]),
+            last_active=_time(item["last_active"]),
+            members={user: dict.fromkeys(conns) for user, conns in item["members"].items()},
+            history=[_restore_stored(s, shared) for s in item["history"]],
+            frames=frames,
+        )
+    for item in data["users"]:
+        shared = {}
+        state.users[item["username"]] = User(
+            username=item["username"],
+            uuid=item["uuid"],
+            state=dict(item["state"]),
+            public_keys=list(item["public_keys"]),
+            last_active=_time(item["last_active"]),
+            connections=dict.fromkeys(item["connections"]),
+            frames=deque(
+                (_restore_stored(s, shared) for s in item["frames"]), maxlen=USER_FRAMES_KEPT
+            ),
+        )
+    for item in data["connections"]:
+        state.connections[item["conn_id"]] = Connection(
+            conn_id=item["conn_id"],
+            username=item["username"],
+            created=_time(item["created"]),
+            last_active=_time(item["last_active"]),
+            cursor=int(item["cursor"]),
+            channels={name: int(seq) for name, seq in item["channels"].items()},
+            listeners=int(item["listeners"]),
+            listeners_by_node={k: int(v) for k, v in item["listeners_by_node"].items()},
+        )
+    return state
