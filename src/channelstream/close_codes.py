@@ -8,5 +8,6 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # the server is shutting down: reconnect (to another node)
     ORIGIN_NOT_ALLOWED = 1008  # the page's Origin is not in allow_cors
     MESSAGE_TOO_BIG = 1009  # a client frame exceeded max_message_size
+    TRY_AGAIN_LATER = 1013  # the cluster broker (Redis) is unreachable: reconnect later
     UNKNOWN_CONNECTION = 4001  # no such conn_id: ask the web app for a new one via /connect
     TOO_SLOW = 4002  # the outbound buffer overflowed: reconnect and catch up

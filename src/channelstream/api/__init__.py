@@ -26,6 +26,8 @@ ROUTES = {
     "listen": "/listen",
     "disconnect": "/disconnect",
     "ws": "/ws",
+    "health": "/health",
+    "ready": "/ready",
 }
 
 

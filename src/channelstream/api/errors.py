@@ -17,6 +17,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from channelstream import encoding
+from channelstream.broker import BrokerUnavailable
 from channelstream.core.errors import (
     ConnectionOwnedByOther,
     TooManyChannels,
@@ -127,6 +128,10 @@ def too_many_connections_view(exc: TooManyConnections, request: Request) -> Resp
     return error_response(503, "The server holds its maximum number of connections")
 
 
+def broker_unavailable_view(exc: BrokerUnavailable, request: Request) -> Response:
+    return error_response(503, f"The cluster broker is unavailable: {exc}")
+
+
 def unexpected_error_view(exc: Exception, request: Request) -> Response:
     # the raw PATH_INFO: decoding it may be what failed
     log.exception("unexpected error on %s %r", request.method, request.environ.get("PATH_INFO"))
@@ -146,6 +151,7 @@ def includeme(config: Configurator) -> None:
         (ConnectionOwnedByOther, foreign_connection_view),
         (TooManyChannels, too_many_channels_view),
         (TooManyConnections, too_many_connections_view),
+        (BrokerUnavailable, broker_unavailable_view),
         (Exception, unexpected_error_view),
     ]
     for context, view in views:

@@ -19,6 +19,7 @@ from gevent.lock import Semaphore
 from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
+from channelstream.broker import BrokerUnavailable
 from channelstream.close_codes import CloseCode
 from channelstream.core.errors import UnknownConnection
 from channelstream.node import Node
@@ -145,6 +146,9 @@ def serve_websocket(
     except UnknownConnection:
         log.info("websocket from %s for unknown connection %s: closing 4001", peer, conn_id)
         _close(ws, CloseCode.UNKNOWN_CONNECTION)
+        return
+    except BrokerUnavailable:
+        _close(ws, CloseCode.TRY_AGAIN_LATER)
         return
     log.info("websocket opened: connection %s from %s", conn_id, peer)
     _serialize_writes(ws)
