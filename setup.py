@@ -40,6 +40,7 @@ setup(
             "pytest-timeout>=2.2",
             "webtest>=3.0",
             "websocket-client>=1.7",
+            "redis>=5.0",
         ],
         "dev": ["ruff>=0.6", "mypy>=1.10"],
     },
