@@ -70,12 +70,20 @@ def test_development_ini_serves(start_server, command):
     assert f"Serving on http://127.0.0.1:{server.port}" in server.log_text()
 
 
-def test_pserve_serves_production_ini(start_server):
+def test_pserve_serves_production_ini_on_redis(start_server, redis_url, redis_prefix):
     ini = (REPO_ROOT / "production.ini").read_text()
+    assert "channelstream.broker = redis://" in ini
     ini = re.sub(r"(?m)^host = .*$", "host = 127.0.0.1", ini)
+    ini = re.sub(r"(?m)^channelstream.broker = .*$", f"channelstream.broker = {redis_url}", ini)
+    ini = re.sub(
+        r"(?m)^channelstream.redis_prefix = .*$",
+        f"channelstream.redis_prefix = {redis_prefix}",
+        ini,
+    )
     ini = with_port_placeholder(ini)
     server = start_server(ini_text=ini, command="pserve")
     assert_signed_connect_works(server, ini_secret(ini))
+    assert "Redis broker at" in server.log_text()
 
 
 @pytest.mark.parametrize("command", ["channelstream", "pserve"])
