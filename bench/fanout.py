@@ -2,6 +2,11 @@
 signed API, all on 127.0.0.1.
 
     .venv/bin/python bench/fanout.py --subscribers 1000 --messages 200 --rate 100
+    .venv/bin/python bench/fanout.py --nodes 2 --broker redis://127.0.0.1:6379/0
+
+With `--nodes 2` (needs `--broker redis://...`), subscribers are spread over the nodes and
+messages published through the first one: the cross-node figure. Server CPU is summed over
+the nodes.
 
 Starts a server process (`channelstream -i` with a temporary ini) and measures from a separate
 load-generator process (this one, on gevent): deliveries per second, publish-to-receive latency
@@ -56,11 +61,12 @@ def server_rss_kib(pid: int) -> int:
     return 0
 
 
-def start_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    ini = workdir / "bench.ini"
+def start_server(port: int, workdir: Path, broker: str, prefix: str) -> subprocess.Popen[bytes]:
+    ini = workdir / f"bench-{port}.ini"
     ini.write_text(
         f"[channelstream]\nhost = 127.0.0.1\nport = {port}\nsecret = {SECRET}\n"
-        "log_level = WARNING\nmax_queued_frames = 10000\n"
+        f"log_level = WARNING\nmax_queued_frames = 10000\nbroker = {broker}\n"
+        f"redis_prefix = {prefix}\nadmin_secret = bench-admin\n"
     )
     binary = Path(sys.executable).parent / "channelstream"
     process = subprocess.Popen([str(binary), "-i", str(ini)], stdout=subprocess.DEVNULL)
@@ -90,33 +96,50 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run(subscribers: int, messages: int, rate: float, payload_bytes: int) -> dict[str, float]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+def run(
+    subscribers: int, messages: int, rate: float, payload_bytes: int, nodes: int, broker: str
+) -> dict[str, float]:
+    ports = [free_port() for _ in range(nodes)]
+    prefix = f"bench-{os.getpid()}-{time.time_ns()}"
     with tempfile.TemporaryDirectory() as workdir:
-        server = start_server(port, Path(workdir))
+        servers = [start_server(port, Path(workdir), broker, prefix) for port in ports]
         try:
-            return measure(base, port, server.pid, subscribers, messages, rate, payload_bytes)
+            return measure(
+                ports, [s.pid for s in servers], subscribers, messages, rate, payload_bytes
+            )
         finally:
-            server.terminate()
-            server.wait(10)
+            for server in servers:
+                server.terminate()
+                server.wait(10)
+            if broker.startswith("redis"):
+                import redis
+
+                client = redis.Redis.from_url(broker)
+                keys = list(client.scan_iter(match=f"{prefix}:*"))
+                if keys:
+                    client.delete(*keys)
 
 
 def measure(
-    base: str, port: int, pid: int, subscribers: int, messages: int, rate: float, size: int
+    ports: list[int], pids: list[int], subscribers: int, messages: int, rate: float, size: int
 ) -> dict[str, float]:
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    base = bases[0]
     latencies: list[float] = []
     received = [0]
     expected = subscribers * messages
     done = Event()
     sockets = []
-    rss_before = server_rss_kib(pid)
+    rss_before = sum(server_rss_kib(pid) for pid in pids)
     for index in range(subscribers):
-        conn_id = call(base, "/connect", {"username": f"user{index}", "channels": ["bench"]})[
-            "conn_id"
-        ]
-        sockets.append(websocket.create_connection(f"ws://127.0.0.1:{port}/ws?conn_id={conn_id}"))
-    rss_connected = server_rss_kib(pid)
+        node = index % len(ports)
+        conn_id = call(
+            bases[node], "/connect", {"username": f"user{index}", "channels": ["bench"]}
+        )["conn_id"]
+        sockets.append(
+            websocket.create_connection(f"ws://127.0.0.1:{ports[node]}/ws?conn_id={conn_id}")
+        )
+    rss_connected = sum(server_rss_kib(pid) for pid in pids)
 
     def reader(ws: websocket.WebSocket) -> None:
         while received[0] < expected:
@@ -133,7 +156,7 @@ def measure(
 
     readers = [gevent.spawn(reader, ws) for ws in sockets]
     padding = "x" * size
-    cpu_before = server_cpu_seconds(pid)
+    cpu_before = sum(server_cpu_seconds(pid) for pid in pids)
     own_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.time()
     for number in range(messages):
@@ -146,13 +169,14 @@ def measure(
         )
     done.wait(timeout=60 + messages / rate)
     elapsed = time.time() - started
-    cpu_used = server_cpu_seconds(pid) - cpu_before
+    cpu_used = sum(server_cpu_seconds(pid) for pid in pids) - cpu_before
     own_after = resource.getrusage(resource.RUSAGE_SELF)
     own_cpu = own_after.ru_utime + own_after.ru_stime - own_before.ru_utime - own_before.ru_stime
     gevent.killall(readers)
     for ws in sockets:
         ws.close()
     return {
+        "nodes": len(ports),
         "subscribers": subscribers,
         "messages": messages,
         "deliveries": received[0],
@@ -174,10 +198,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rate", type=float, default=100.0, help="publishes per second")
     parser.add_argument("--payload-bytes", type=int, default=100)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--broker", default="memory", help="memory or redis://host:port/db")
     args = parser.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.nodes > 1 and not args.broker.startswith("redis"):
+        parser.error("--nodes > 1 needs --broker redis://...")
     columns = (
+        "nodes",
         "subscribers",
         "deliveries",
         "expected",
@@ -191,7 +220,7 @@ def main() -> None:
     )
     print(" | ".join(columns))
     for count in args.subscribers:
-        result = run(count, args.messages, args.rate, args.payload_bytes)
+        result = run(count, args.messages, args.rate, args.payload_bytes, args.nodes, args.broker)
         print(
             " | ".join(
                 f"{result[c]:.2f}" if isinstance(result[c], float) else str(result[c])
