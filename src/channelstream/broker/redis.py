@@ -106,6 +106,8 @@ class RedisBroker:
         self._applied = threading.Condition()
         self.applied_id = "0-0"
         self._previous_snapshot_id: str | None = None
+        self._restore: Callable[[Any], None] = lambda data: None
+        self._restored = False
         self._available = False
         self._leader = False
         self._running = False
@@ -118,15 +120,11 @@ class RedisBroker:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, apply: Callable[[Command], None], restore: Callable[[Any], None]) -> None:
-        """Restore the snapshot if Redis has one (best effort: without Redis the node starts
-        empty and reads the log from its start once Redis answers), then start the loops."""
+        """Restore the snapshot if Redis has one, then start the loops. Without Redis at
+        start, the read loop restores it once Redis first answers, before applying anything."""
+        self._restore = restore
         try:
-            raw = self._client.get(self.snapshot_key)
-            if raw:
-                snapshot = json.loads(raw)
-                restore(snapshot["state"])
-                self.applied_id = snapshot["id"]
-            self._set_available(True)
+            self._restore_snapshot()
         except RedisErrors as error:
             self._set_available(False, error)
         self._running = True
@@ -136,6 +134,15 @@ class RedisBroker:
         ]
         for thread in self._threads:
             thread.start()
+
+    def _restore_snapshot(self) -> None:
+        raw = self._client.get(self.snapshot_key)
+        if raw:
+            snapshot = json.loads(raw)
+            self._restore(snapshot["state"])
+            self.applied_id = snapshot["id"]
+        self._restored = True
+        self._set_available(True)
 
     def stop(self) -> None:
         self._running = False
@@ -159,6 +166,8 @@ class RedisBroker:
         backoff = BACKOFF_START_SECONDS
         while self._running:
             try:
+                if not self._restored:
+                    self._restore_snapshot()
                 batches: Any = self._reader.xread(
                     {self.log_key: self.applied_id}, count=READ_BATCH, block=READ_BLOCK_MS
                 )
