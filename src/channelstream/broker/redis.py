@@ -10,9 +10,10 @@ Keys, all under `redis_prefix` (`P`):
   after `presence_ttl`. The leader ends the connections of nodes whose key has expired.
 - `P:leader`: the node id holding the leadership lease (GC, dead nodes, snapshots).
 
-The log and the snapshot expire a day after the last snapshot, so a cluster that is shut down
-leaves nothing behind for long. The loops use `threading`, which the server's gevent
-monkey-patching turns into greenlets (unpatched, as in the broker's own tests, they are threads).
+The log expires a day after the last command or snapshot, the snapshot a day after it was
+written, so a cluster that is shut down leaves nothing behind for long. The loops use
+`threading`, which the server's gevent monkey-patching turns into greenlets (unpatched, as in
+the broker's own tests, they are threads).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ READ_BLOCK_MS = 1000
 READ_BATCH = 1000
 BACKOFF_START_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0
+STOP_JOIN_SECONDS = 5.0  # how long stop() waits for an announcement in flight
 
 # Renew the lease only if we still hold it (atomic compare-and-expire).
 RENEW_LEASE = """
@@ -93,6 +95,9 @@ class RedisBroker:
         self.presence_ttl = presence_ttl
         self.announce_interval = max(0.2, min(presence_ttl / 4, 5.0))
         self.lease_ms = max(500, int(presence_ttl * 1000 / 2))
+        # a node key lives presence_ttl exactly (not rounded to seconds), and outlives at
+        # least two announcements
+        self.node_ttl_ms = max(round(presence_ttl * 1000), round(self.announce_interval * 2000))
         self.log_key = f"{prefix}:log"
         self.snapshot_key = f"{prefix}:snapshot"
         self.leader_key = f"{prefix}:leader"
@@ -111,7 +116,9 @@ class RedisBroker:
         self._available = False
         self._leader = False
         self._running = False
+        self._stopping = threading.Event()  # wakes the loops' pauses on stop()
         self._threads: list[threading.Thread] = []
+        self._announcer: threading.Thread | None = None
         self.commands_applied = 0
 
     def node_key(self, node_id: str) -> str:
@@ -128,9 +135,18 @@ class RedisBroker:
         except RedisErrors as error:
             self._set_available(False, error)
         self._running = True
+        self._stopping.clear()
+        self._announcer = threading.Thread(
+            target=self._announce_loop, name=f"broker-announce-{self.node_id}", daemon=True
+        )
         self._threads = [
-            threading.Thread(target=self._read_loop, args=(apply,), daemon=True),
-            threading.Thread(target=self._announce_loop, daemon=True),
+            threading.Thread(
+                target=self._read_loop,
+                args=(apply,),
+                name=f"broker-read-{self.node_id}",
+                daemon=True,
+            ),
+            self._announcer,
         ]
         for thread in self._threads:
             thread.start()
@@ -146,6 +162,11 @@ class RedisBroker:
 
     def stop(self) -> None:
         self._running = False
+        self._stopping.set()
+        # an announcement in flight would write the node key and lease back after we delete
+        # them: let it end first
+        if self._announcer is not None and self._announcer is not threading.current_thread():
+            self._announcer.join(STOP_JOIN_SECONDS)
         try:
             self._client.delete(self.node_key(self.node_id))
             self._release(keys=[self.leader_key], args=[self.node_id])
@@ -157,7 +178,10 @@ class RedisBroker:
 
     def submit(self, command: Command) -> None:
         try:
-            self._client.xadd(self.log_key, {"c": encode_command(command)})
+            pipe = self._client.pipeline()
+            pipe.xadd(self.log_key, {"c": encode_command(command)})
+            pipe.expire(self.log_key, CLUSTER_STATE_TTL_SECONDS)  # never a log without expiry
+            pipe.execute()
         except RedisErrors as error:
             self._set_available(False, error)
             raise BrokerUnavailable(f"Redis is unreachable: {error}") from None
@@ -175,11 +199,13 @@ class RedisBroker:
                 backoff = BACKOFF_START_SECONDS
             except RedisErrors as error:
                 self._set_available(False, error)
-                time.sleep(backoff)
+                self._stopping.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
             for _stream, entries in batches or ():
                 for entry_id, fields in entries:
+                    if not self._running:  # stopped: hand nothing more over
+                        return
                     try:
                         apply(decode_command(fields[b"c"]))
                     except Exception:  # one bad entry must not stop the node for good
@@ -214,7 +240,7 @@ class RedisBroker:
         while self._running:
             try:
                 pipe = self._client.pipeline()
-                pipe.set(self.node_key(self.node_id), "1", ex=max(1, round(self.presence_ttl)))
+                pipe.set(self.node_key(self.node_id), "1", px=self.node_ttl_ms)
                 pipe.set(self.leader_key, self.node_id, nx=True, px=self.lease_ms)
                 _, acquired = pipe.execute()
                 self._leader = bool(acquired) or bool(
@@ -224,7 +250,7 @@ class RedisBroker:
             except RedisErrors as error:
                 self._leader = False
                 self._set_available(False, error)
-            time.sleep(self.announce_interval)
+            self._stopping.wait(self.announce_interval)
 
     def is_leader(self) -> bool:
         return self._leader and self._available
