@@ -2,12 +2,15 @@
 
 `state_to_data` gives nested dicts and lists (datetimes left as datetimes for the caller's
 encoder); `state_from_data` accepts those, or the same with datetimes as ISO-8601 strings.
-Message frames that history and catchup share stay shared after a round trip, so an edit
-still changes both.
+Message frames that history and catchup share, or that the users of one direct message
+share, stay shared after a round trip, so an edit still changes every copy it changed before
+(a frame is known by its seq: one seq, one frame). The restored state shares nothing with
+`data`.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -86,7 +89,9 @@ def state_to_data(state: State) -> dict[str, Any]:
 
 
 def _restore_stored(data: dict[str, Any], shared: dict[int, dict[str, Any]]) -> StoredFrame:
-    frame = shared.setdefault(data["seq"], data["frame"])
+    frame = shared.get(data["seq"])
+    if frame is None:
+        frame = shared[data["seq"]] = copy.deepcopy(data["frame"])
     return StoredFrame(data["seq"], frame, tuple(data["pm_users"]), tuple(data["exclude_users"]))
 
 
@@ -98,8 +103,8 @@ def state_from_data(data: dict[str, Any], state: State) -> State:
     state._seq = int(data["seq"])
     state.stats.total_messages = data["stats"]["total_messages"]
     state.stats.total_unique_messages = data["stats"]["total_unique_messages"]
+    shared: dict[int, dict[str, Any]] = {}  # seq -> frame, across channels and users
     for item in data["channels"]:
-        shared: dict[int, dict[str, Any]] = {}
         frames = deque(
             (_restore_stored(s, shared) for s in item["frames"]), maxlen=CHANNEL_FRAMES_KEPT
         )
@@ -114,7 +119,6 @@ def state_from_data(data: dict[str, Any], state: State) -> State:
             frames=frames,
         )
     for item in data["users"]:
-        shared = {}
         state.users[item["username"]] = User(
             username=item["username"],
             uuid=item["uuid"],
