@@ -159,6 +159,8 @@ class Node:
         elif command.name == "disconnect" and applied.result is not None:
             for outbox in self._outboxes.pop(command.args["conn_id"], []):
                 outbox.close(CloseCode.NORMAL)
+        elif command.name == "forget_node" and command.args["node"] == self.node_id:
+            self._close_forgotten_listeners(applied.result)
         for delivery in applied.deliveries:
             self._deliver(delivery)
         if isinstance(applied.result, GarbageOutcome) and applied.result.connections:
@@ -172,6 +174,19 @@ class Node:
             waiter = self._waiting.get(command.id)
             if waiter is not None:
                 waiter.set(applied)
+
+    def _close_forgotten_listeners(self, outcome: GarbageOutcome) -> None:
+        """The cluster took this node for dead (cut off from the broker for presence_ttl)
+        and no longer counts its listeners. Close them all, so their clients come back: with
+        4001 (ask for a new connection) where the connection ended, else 1001 (re-attach)."""
+        ended = set(outcome.connections)
+        for conn_id, outboxes in list(self._outboxes.items()):
+            code = CloseCode.UNKNOWN_CONNECTION if conn_id in ended else CloseCode.GOING_AWAY
+            for outbox in outboxes:
+                outbox.close(code)
+        if self._outboxes:
+            log.warning("this node was taken for dead: its listeners were closed")
+        self._outboxes.clear()
 
     def _restore(self, data: Any) -> None:
         """Start from a cluster snapshot (a node joining a running cluster)."""
@@ -304,10 +319,11 @@ class Node:
         """The listener is gone: stop feeding it now; tell the cluster (retried if the broker
         is unreachable, so the connection is not thought listened to for ever)."""
         outboxes = self._outboxes.get(outbox.conn_id)
-        if outboxes and outbox in outboxes:
-            outboxes.remove(outbox)
-            if not outboxes:
-                del self._outboxes[outbox.conn_id]
+        if not outboxes or outbox not in outboxes:
+            return  # dropped here already (/disconnect, this node forgotten): not counted
+        outboxes.remove(outbox)
+        if not outboxes:
+            del self._outboxes[outbox.conn_id]
         command = Command(
             "detach",
             {"conn_id": outbox.conn_id, "served_up_to": outbox.served_up_to, "node": self.node_id},
