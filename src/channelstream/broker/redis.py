@@ -114,6 +114,8 @@ class RedisBroker:
         self._restore: Callable[[Any], None] = lambda data: None
         self._restored = False
         self._available = False
+        # when Redis answered again after being unreachable (None: no outage seen)
+        self._reachable_again_at: float | None = None
         self._leader = False
         self._running = False
         self._stopping = threading.Event()  # wakes the loops' pauses on stop()
@@ -258,6 +260,11 @@ class RedisBroker:
     def live_nodes(self, candidates: set[str]) -> set[str]:
         if not candidates:
             return set()
+        again = self._reachable_again_at
+        if again is not None and time.monotonic() - again < self.presence_ttl:
+            # Redis was unreachable a moment ago: it may have restarted without its keys, and
+            # live nodes announce again within presence_ttl. A missing key proves nothing yet.
+            return set(candidates)
         ordered = sorted(candidates)
         try:
             values = self._client.mget([self.node_key(node) for node in ordered])
@@ -295,6 +302,8 @@ class RedisBroker:
         if available != self._available:
             if available:
                 log.info("Redis broker at %s reachable", self.url)
+                if self._running:  # back after an outage, not the first contact at start
+                    self._reachable_again_at = time.monotonic()
             else:
                 log.error("Redis broker at %s unreachable: %s", self.url, error)
         self._available = available
