@@ -21,7 +21,7 @@ setup(
     python_requires=">=3.11",
     package_dir={"": "src", "channelstream.apiexplorer": "static/apiexplorer"},
     packages=find_packages("src") + ["channelstream.apiexplorer"],
-    package_data={"channelstream.apiexplorer": ["*"], "channelstream": ["static/*"]},
+    package_data={"channelstream.apiexplorer": ["*"], "channelstream": ["static/**/*"]},
     include_package_data=True,
     zip_safe=False,
     install_requires=[
@@ -33,6 +33,7 @@ setup(
         "apispec>=6.0",
         "PasteDeploy>=3.0",
         "redis>=5.0",
+        "swagger-ui-bundle>=1.1.0",
     ],
     extras_require={
         "test": [
@@ -41,6 +42,9 @@ setup(
             "webtest>=3.0",
             "websocket-client>=1.7",
             "redis>=5.0",
+            "openapi-spec-validator>=0.7",
+            "schemathesis>=4.0,<5",
+            "playwright>=1.40",
         ],
         "dev": ["ruff>=0.6", "mypy>=1.10"],
     },

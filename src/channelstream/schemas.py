@@ -1,8 +1,13 @@
-"""Request schemas: the single source of truth for validation (and, later, the OpenAPI document).
+"""Marshmallow schemas: the single source of truth for request validation, response shapes and
+the OpenAPI document (`channelstream.api.openapi`).
 
-Field names, defaults and limits follow Channelstream 0.7.1 (reference §1.4). Unknown keys are
-dropped, as 0.7.1 did. Errors keep marshmallow's field-error dict shape, which is the 422 body.
-UUIDs load as strings and timestamps as naive UTC datetimes (fix F14).
+Request schemas (`*BodySchema`, `ListenQuerySchema`) validate what the views load. Field names,
+defaults and limits follow Channelstream 0.7.1 (reference §1.4). Unknown keys are dropped, as
+0.7.1 did. Errors keep marshmallow's field-error dict shape, which is the 422 body. UUIDs load
+as strings and timestamps as naive UTC datetimes (fix F14).
+
+Response schemas (`*ResponseSchema` and the objects they nest) describe what the views answer;
+they only feed the OpenAPI document, which the test suite checks real answers against.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ class UTCDateTime(fields.DateTime):
 
 class StateValue(fields.Field):
     """A user-state value: string, number, boolean or null."""
+
+    # its OpenAPI 3.0 description (see channelstream.api.openapi)
+    openapi = {  # noqa: RUF012
+        "anyOf": [{"type": "string", "nullable": True}, {"type": "number"}, {"type": "boolean"}]
+    }
 
     default_error_messages = {  # noqa: RUF012
         "invalid": "Value is not type of string, integer, boolean or float."
@@ -190,6 +200,20 @@ class ListenQuerySchema(BaseSchema):
     )
 
 
+class SignInFormSchema(BaseSchema):
+    """The admin sign-in form (`application/x-www-form-urlencoded`)."""
+
+    username = fields.String(load_default="")
+    password = fields.String(load_default="", metadata={"format": "password"})
+
+
+def channel_config_map() -> fields.Dict:
+    """A /channel_config body: `{channel name: ChannelConfig}` (checked by load_channel_configs)."""
+    return fields.Dict(
+        keys=fields.String(validate=CHANNEL_LENGTH), values=fields.Nested(ChannelConfigSchema)
+    )
+
+
 def load_channel_configs(body: Any) -> dict[str, dict[str, Any]]:
     """Validate a /channel_config body: `{channel: ChannelConfig}`.
 
@@ -205,3 +229,261 @@ def load_channel_configs(body: Any) -> dict[str, dict[str, Any]]:
             raise ValidationError({"_schema": ["Channel names must be 1 to 256 characters."]})
         loaded[name] = schema.load(config if config is not None else {})
     return loaded
+
+
+# ---------------------------------------------------------------------------------- responses
+
+SERVER_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+
+
+def server_time(**kwargs: Any) -> fields.String:
+    """A time the server answers with: naive UTC ISO-8601, no offset (fix F14)."""
+    metadata = {
+        "pattern": SERVER_TIME_PATTERN,
+        "example": "2026-11-27T18:29:03.766868",
+        "description": "UTC, ISO-8601 without an offset",
+        **kwargs.pop("metadata", {}),
+    }
+    return fields.String(metadata=metadata, **kwargs)
+
+
+class ChannelSettingsSchema(BaseSchema):
+    """A channel's settings as the server reports them: always all six keys."""
+
+    notify_presence = fields.Boolean(required=True)
+    store_history = fields.Boolean(required=True)
+    history_size = fields.Integer(required=True, validate=validate.Range(min=0))
+    broadcast_presence_with_user_lists = fields.Boolean(required=True)
+    notify_state = fields.Boolean(required=True)
+    store_frames = fields.Boolean(required=True)
+
+
+class HistoryEntrySchema(BaseSchema):
+    """A stored channel message, with the delivery fields 0.7.1 showed in history."""
+
+    type = fields.String(required=True, metadata={"example": "message"})
+    uuid = UUIDString(required=True)
+    channel = fields.String(allow_none=True)
+    user = fields.String()
+    message = fields.Dict()
+    timestamp = server_time()
+    edited = server_time(allow_none=True)
+    catchup = fields.Boolean()
+    pm_users = fields.List(fields.String())
+    exclude_users = fields.List(fields.String())
+    no_history = fields.Boolean()
+
+
+class ChannelInfoSchema(BaseSchema):
+    """One channel in `channels_info`, `/info`, `/channel_config` and the admin JSON."""
+
+    uuid = UUIDString(required=True)
+    name = fields.String(required=True)
+    long_name = fields.String(required=True, allow_none=True)
+    settings = fields.Nested(ChannelSettingsSchema, required=True)
+    history = fields.List(fields.Nested(HistoryEntrySchema), required=True)
+    last_active = server_time(required=True)
+    total_connections = fields.Integer(required=True, validate=validate.Range(min=0))
+    total_users = fields.Integer(required=True, validate=validate.Range(min=0))
+    users = fields.List(fields.String(), required=True)
+
+
+class UserStateEntrySchema(BaseSchema):
+    """A user and their state (full, or public only when asked for `return_public_state`)."""
+
+    user = fields.String(required=True)
+    state = state_dict(required=True)
+
+
+class ChannelsInfoSchema(BaseSchema):
+    """`{"channels": {name: channel}, "users": [...]}`: what `/info` answers."""
+
+    channels = fields.Dict(
+        keys=fields.String(), values=fields.Nested(ChannelInfoSchema), required=True
+    )
+    users = fields.List(fields.Nested(UserStateEntrySchema), required=True)
+
+
+class ConnectResponseSchema(BaseSchema):
+    conn_id = UUIDString(required=True)
+    username = fields.String(required=True)
+    state = state_dict(required=True, metadata={"description": "The user's full state"})
+    public_state = state_dict(required=True)
+    channels = fields.List(fields.String(), required=True)
+    channels_info = fields.Nested(ChannelsInfoSchema, required=True)
+
+
+class SubscribeResponseSchema(BaseSchema):
+    channels = fields.List(
+        fields.String(), required=True, metadata={"description": "All channels of the connection"}
+    )
+    channels_info = fields.Nested(ChannelsInfoSchema, required=True)
+    subscribed_to = fields.List(
+        fields.String(), required=True, metadata={"description": "Channels newly joined"}
+    )
+
+
+class UnsubscribeResponseSchema(BaseSchema):
+    channels = fields.List(fields.String(), required=True)
+    channels_info = fields.Nested(ChannelsInfoSchema, required=True)
+    unsubscribed_from = fields.List(fields.String(), required=True)
+
+
+class StateChangeSchema(BaseSchema):
+    key = fields.String(required=True)
+    value = StateValue(required=True, allow_none=True)
+
+
+class UserStateResponseSchema(BaseSchema):
+    user_state = state_dict(required=True)
+    changed_state = fields.List(fields.Nested(StateChangeSchema), required=True)
+    public_keys = fields.List(fields.String(), required=True)
+
+
+class MessageAcceptedSchema(BaseSchema):
+    """A message `/message` accepted (items with no channel and no pm_users are left out)."""
+
+    user = fields.String(required=True)
+    message = fields.Dict()
+    channel = fields.String(required=True, allow_none=True)
+    pm_users = fields.List(fields.String(), required=True)
+    exclude_users = fields.List(fields.String(), required=True)
+    no_history = fields.Boolean(required=True)
+    uuid = UUIDString(required=True)
+    timestamp = server_time(required=True)
+    edited = fields.Raw(
+        required=True, allow_none=True, metadata={"description": "Always null: not edited yet"}
+    )
+
+
+class MessageEditAcceptedSchema(BaseSchema):
+    uuid = UUIDString(required=True)
+    channel = fields.String(required=True, allow_none=True)
+    pm_users = fields.List(fields.String(), required=True)
+    exclude_users = fields.List(fields.String(), required=True)
+    no_history = fields.Boolean(required=True)
+    user = fields.String()
+    message = fields.Dict()
+    timestamp = server_time()
+    edited = server_time(required=True)
+
+
+class MessageDeleteAcceptedSchema(BaseSchema):
+    uuid = UUIDString(required=True)
+    channel = fields.String(required=True, allow_none=True)
+    pm_users = fields.List(fields.String(), required=True)
+    exclude_users = fields.List(fields.String(), required=True)
+    no_history = fields.Boolean(required=True)
+
+
+FRAME_TYPES = ("message", "message:edit", "message:delete", "presence", "user_state_change")
+
+
+class FrameSchema(BaseSchema):
+    """One message object in a frame sent to a browser (websocket, long poll)."""
+
+    type = fields.String(required=True, validate=validate.OneOf(FRAME_TYPES))
+    uuid = UUIDString(required=True)
+    channel = fields.String(allow_none=True)
+    user = fields.String()
+    message = fields.Dict()
+    timestamp = server_time()
+    edited = server_time(allow_none=True)
+    catchup = fields.Boolean()
+    users = fields.List(
+        fields.Nested(UserStateEntrySchema),
+        metadata={"description": "presence: the channel's users, when it broadcasts them"},
+    )
+    state = state_dict(allow_none=True, metadata={"description": "presence: public state"})
+
+
+class AdminUserSchema(BaseSchema):
+    user = fields.String(required=True)
+    uuid = UUIDString(required=True)
+    state = state_dict(required=True, metadata={"description": "Public state only"})
+    connections = fields.List(UUIDString(), required=True)
+
+
+class AdminConnectionSchema(BaseSchema):
+    conn_id = UUIDString(required=True)
+    user = fields.String(required=True)
+    channels = fields.List(fields.String(), required=True)
+    created = server_time(required=True)
+    last_active = server_time(required=True)
+    listeners = fields.Integer(
+        required=True, metadata={"description": "Open websockets and polls, cluster-wide"}
+    )
+
+
+class AdminInfoSchema(BaseSchema):
+    """`/admin/admin.json`: 0.7.1's keys, plus figures of this server."""
+
+    remembered_user_count = fields.Integer(required=True)
+    unique_user_count = fields.Integer(
+        required=True, metadata={"description": "Users having at least one connection"}
+    )
+    total_connections = fields.Integer(required=True)
+    total_channels = fields.Integer(required=True)
+    total_messages = fields.Integer(
+        required=True, metadata={"description": "Frames handed to connections (messages out)"}
+    )
+    total_unique_messages = fields.Integer(
+        required=True, metadata={"description": "Messages accepted by /message (messages in)"}
+    )
+    channels = fields.Dict(
+        keys=fields.String(), values=fields.Nested(ChannelInfoSchema), required=True
+    )
+    users = fields.List(
+        fields.Nested(AdminUserSchema),
+        required=True,
+        metadata={"description": "Users having at least one connection"},
+    )
+    uptime = fields.String(required=True, metadata={"example": "2:03:04"})
+    version = fields.String(required=True)
+    # added by this server
+    uptime_seconds = fields.Integer(required=True)
+    started_at = server_time(required=True)
+    frames_dropped = fields.Integer(
+        required=True,
+        metadata={"description": "This node: listeners closed for falling behind (4002)"},
+    )
+    listeners = fields.Integer(
+        required=True, metadata={"description": "This node: open websockets and long polls"}
+    )
+    node_id = fields.String(required=True)
+    broker = fields.Dict(required=True, metadata={"description": "The broker's own figures"})
+    connections = fields.List(fields.Nested(AdminConnectionSchema), required=True)
+
+
+class AdminDisconnectResponseSchema(BaseSchema):
+    conn_id = UUIDString(required=True)
+    disconnected = fields.Boolean(
+        required=True, metadata={"description": "false if there was no such connection"}
+    )
+
+
+class StatusSchema(BaseSchema):
+    """`/health` and `/ready`."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "ready", "unavailable"]))
+    reason = fields.String()
+
+
+class ErrorSchema(BaseSchema):
+    """The error envelope of every error but 401 and 422 (fix F5)."""
+
+    error = fields.String(required=True, metadata={"example": "bad_request"})
+    message = fields.String(required=True)
+    code = fields.String(required=True, metadata={"example": "400 Bad Request"})
+    title = fields.String(required=True, metadata={"example": "Bad Request"})
+
+
+class BadSignatureSchema(BaseSchema):
+    """401: a missing-or-wrong signature's body, as in 0.7.1."""
+
+    request = fields.String(required=True, validate=validate.OneOf(["Bad Signature"]))
+
+
+class ValidationErrorSchema(BaseSchema):
+    """422: marshmallow's field errors. Each key is a field (or a list index, or `_schema`);
+    each value a list of messages, or the same shape again for nested fields."""

@@ -5,6 +5,7 @@ Fixtures:
 - `make_client(**settings)`: builds an app from settings overrides and returns an `ApiClient`
   around a `webtest.TestApp` (peer address 127.0.0.1). Every Node built is stopped at teardown.
 - `client`: an `ApiClient` on the default test settings.
+- `admin_client`: the same, signed in to the admin panel (session cookie in its jar).
 - `ApiClient.call(method, path, body, ...)`: a signed JSON call (token for `path` in the
   `x-channelstream-secret` header); `.connect(...)`, `.publish(...)` are shortcuts.
 """
@@ -25,6 +26,8 @@ from channelstream.settings import Settings
 from channelstream.signature import sign
 
 SECRET = "functional-test-secret"
+ADMIN_USER = "admin"
+ADMIN_SECRET = "functional-admin-secret"
 TOKEN_HEADER = "x-channelstream-secret"
 LOCALHOST = "127.0.0.1"
 NO_BODY = object()
@@ -136,7 +139,9 @@ def make_client() -> Iterator[ClientFactory]:
     nodes: list[Node] = []
 
     def factory(**overrides: Any) -> ApiClient:
-        settings = Settings.from_sources({"secret": SECRET, **overrides}, environ={})
+        settings = Settings.from_sources(
+            {"secret": SECRET, "admin_secret": ADMIN_SECRET, **overrides}, environ={}
+        )
         app = make_app(settings)
         nodes.append(app.registry.channelstream_node)
         testapp = webtest.TestApp(app, extra_environ={"REMOTE_ADDR": LOCALHOST})
@@ -156,3 +161,19 @@ def client(make_client: ClientFactory) -> ApiClient:
 def polling_client(make_client: ClientFactory) -> ApiClient:
     """A client whose idle `/listen` answers after 0.2 s instead of 5 s."""
     return make_client(wake_connections_after=0.2)
+
+
+def sign_in(client: ApiClient, username: str = ADMIN_USER, password: str = ADMIN_SECRET) -> Any:
+    """Submit the admin sign-in form; the app's cookie jar keeps the session cookie."""
+    return client.testapp.post(
+        "/admin/sign_in", {"username": username, "password": password}, expect_errors=True
+    )
+
+
+@pytest.fixture
+def admin_client(make_client: ClientFactory) -> ApiClient:
+    """A client signed in to the admin panel (session cookie in its cookie jar)."""
+    admin = make_client()
+    response = sign_in(admin)
+    assert response.status_int == 302, response.text
+    return admin

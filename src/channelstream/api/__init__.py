@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
+import swagger_ui_bundle
 from pyramid.config import Configurator
 from pyramid.renderers import JSON
 from pyramid.tweens import EXCVIEW
 
 from channelstream import encoding
 from channelstream.api.security import API_PERMISSION, ChannelstreamSecurityPolicy
+from channelstream.api.throttle import FailureThrottle
 from channelstream.settings import Settings
 from channelstream.signature import build_checker
 
@@ -28,7 +32,23 @@ ROUTES = {
     "ws": "/ws",
     "health": "/health",
     "ready": "/ready",
+    "openapi": "/openapi.json",
+    "api_explorer": "/api-explorer",
+    "admin": "/admin",
+    "admin_json": "/admin/admin.json",
+    "admin_disconnect": "/admin/disconnect",
+    "admin_sign_in": "/admin/sign_in",
+    "admin_sign_out": "/admin/sign_out",
 }
+# Static files (public, as 0.7.1's /static): Swagger UI's own files from swagger-ui-bundle, the
+# explorer's page script (top-level static/apiexplorer/, installed as channelstream.apiexplorer)
+# and the package's static/ folder (admin panel). Most specific first.
+STATIC_VIEWS = {
+    "static/swagger-ui": str(swagger_ui_bundle.swagger_ui_path),
+    "static/apiexplorer": str(resources.files("channelstream.apiexplorer")),
+    "static": str(resources.files("channelstream") / "static"),
+}
+STATIC_MAX_AGE = 3600
 
 
 def includeme(config: Configurator) -> None:
@@ -43,7 +63,10 @@ def includeme(config: Configurator) -> None:
     config.set_default_permission(API_PERMISSION)
     config.add_renderer("json", JSON(serializer=lambda value, **kw: encoding.dumps(value)))
     config.add_tween("channelstream.api.tween.http_edge_tween_factory", over=EXCVIEW)
+    config.registry.channelstream_sign_in_throttle = FailureThrottle()
     for name, pattern in ROUTES.items():
         config.add_route(name, pattern)
+    for name, path in STATIC_VIEWS.items():
+        config.add_static_view(name, path, cache_max_age=STATIC_MAX_AGE)
     config.include("channelstream.api.errors")
     config.scan("channelstream.api.views")

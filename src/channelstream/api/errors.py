@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 from pyramid.config import Configurator
-from pyramid.httpexceptions import HTTPException
+from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPFound
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -107,6 +107,17 @@ def http_exception_view(exc: HTTPException, request: Request) -> Response:
     return error_response(exc.status_code, str(message))
 
 
+# Pages where 0.7.1 answered "forbidden" with a redirect to the sign-in form (others: 403).
+SIGN_IN_REDIRECT_ROUTES = frozenset({"admin", "admin_json", "admin_disconnect", "api_explorer"})
+
+
+def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
+    route = request.matched_route
+    if route is not None and route.name in SIGN_IN_REDIRECT_ROUTES:
+        return HTTPFound(location=request.route_url("admin_sign_in"))
+    return http_exception_view(exc, request)
+
+
 def unknown_connection_view(exc: UnknownConnection, request: Request) -> Response:
     return json_response(422, {"conn_id": ["Unknown connection"]})
 
@@ -146,6 +157,7 @@ def includeme(config: Configurator) -> None:
         (PayloadTooLarge, too_large_view),
         (BadSignature, bad_signature_view),
         (HTTPException, http_exception_view),
+        (HTTPForbidden, forbidden_view),
         (UnknownConnection, unknown_connection_view),
         (UnknownUser, unknown_user_view),
         (ConnectionOwnedByOther, foreign_connection_view),

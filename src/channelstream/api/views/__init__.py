@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from pyramid.request import Request
+from pyramid.response import Response
 
 from channelstream.api.body import read_json
 from channelstream.node import Node
+
+# Pages load nothing but their own files from this server (no CDN, no outside fonts).
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@cache
+def package_text(package: str, name: str) -> str:
+    """A text file shipped in `package` (e.g. a page of static/admin/)."""
+    return (resources.files(package) / name).read_text(encoding="utf-8")
+
+
+def page_response(html: str, status: int = 200) -> Response:
+    """An HTML page for people (admin panel, sign-in, API explorer)."""
+    response = Response(body=html.encode("utf-8"), status=status, content_type="text/html")
+    response.charset = "utf-8"
+    response.headers.update(PAGE_HEADERS)
+    return response
 
 
 class NodeView:

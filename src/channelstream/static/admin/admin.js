@@ -1,0 +1,242 @@
+// The Channelstream admin panel: reads admin/admin.json every few seconds and renders it.
+// Plain DOM, no build step, no outside resources. Every value from the server is written with
+// textContent, never as HTML (user names, states and messages come from the API's callers).
+
+const REFRESH_SECONDS = 5;
+const DATA_URL = "admin/admin.json";
+const DISCONNECT_URL = "admin/disconnect";
+const SIGN_IN_URL = "admin/sign_in";
+
+const state = {
+  selectedChannel: null, // name of the channel whose details are shown
+  openDetails: new Set(), // keys of <details> elements the user opened
+  data: null,
+};
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else if (name === "onclick") node.addEventListener("click", value);
+    else if (value === true) node.setAttribute(name, "");
+    else if (value !== false && value !== null && value !== undefined) node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) {
+      node.append(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+  }
+  return node;
+}
+
+function json(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+function shortTime(iso) {
+  return iso ? iso.replace("T", " ").replace(/\.\d+$/, "") + " UTC" : "";
+}
+
+function trackedDetails(key, summary, body) {
+  const details = el("details", { "data-key": key, open: state.openDetails.has(key) });
+  details.addEventListener("toggle", () => {
+    if (details.open) state.openDetails.add(key);
+    else state.openDetails.delete(key);
+  });
+  details.append(el("summary", { text: summary }), body);
+  return details;
+}
+
+function renderFigures(data) {
+  const figures = [
+    ["Uptime", data.uptime, "uptime"],
+    ["Users connected", data.unique_user_count, "users-connected"],
+    ["Users remembered", data.remembered_user_count, "users-remembered"],
+    ["Connections", data.total_connections, "connections"],
+    ["Listeners (this node)", data.listeners, "listeners"],
+    ["Channels", data.total_channels, "channels"],
+    ["Messages in", data.total_unique_messages, "messages-in"],
+    ["Messages out", data.total_messages, "messages-out"],
+    ["Frames dropped (this node)", data.frames_dropped, "frames-dropped"],
+  ];
+  const list = document.getElementById("figures");
+  list.replaceChildren(
+    ...figures.map(([label, value, key]) =>
+      el("div", { class: "figure" }, el("dt", { text: label }), el("dd", { "data-figure": key, text: String(value) })),
+    ),
+  );
+  document.getElementById("version").textContent = `version ${data.version} · node ${data.node_id.slice(0, 8)}`;
+}
+
+function settingsSummary(settings) {
+  const on = Object.entries(settings)
+    .filter(([key, value]) => value === true && key !== "store_frames")
+    .map(([key]) => key);
+  const history = settings.store_history ? ` (${settings.history_size})` : "";
+  return on.length ? on.join(", ") + history : "defaults";
+}
+
+function renderChannels(data) {
+  const names = Object.keys(data.channels).sort();
+  const body = document.querySelector("#channels tbody");
+  body.replaceChildren(
+    ...names.map((name) => {
+      const channel = data.channels[name];
+      const select = el("button", {
+        class: "link",
+        "data-channel": name,
+        text: name,
+        onclick: () => {
+          state.selectedChannel = state.selectedChannel === name ? null : name;
+          renderChannels(state.data);
+        },
+      });
+      return el(
+        "tr",
+        { class: name === state.selectedChannel ? "selected" : null },
+        el("td", {}, select),
+        el("td", { text: String(channel.total_users) }),
+        el("td", { text: String(channel.total_connections) }),
+        el("td", { text: shortTime(channel.last_active) }),
+        el("td", { text: settingsSummary(channel.settings) }),
+      );
+    }),
+  );
+  document.getElementById("no-channels").hidden = names.length > 0;
+  renderChannelDetail(data);
+}
+
+function renderChannelDetail(data) {
+  const detail = document.getElementById("channel-detail");
+  const channel = state.selectedChannel && data.channels[state.selectedChannel];
+  if (!channel) {
+    state.selectedChannel = null;
+    detail.hidden = true;
+    detail.replaceChildren();
+    return;
+  }
+  const key = (part) => `channel:${channel.name}:${part}`;
+  detail.hidden = false;
+  detail.replaceChildren(
+    el("h3", { text: `Channel ${channel.name}` }),
+    el(
+      "p",
+      { class: "muted" },
+      `uuid ${channel.uuid} · last active ${shortTime(channel.last_active)} · ` +
+        `${channel.total_users} users · ${channel.total_connections} connections`,
+    ),
+    el("h4", { text: "Settings" }),
+    el("pre", { class: "settings", text: json(channel.settings) }),
+    trackedDetails(
+      key("history"),
+      `History (${channel.history.length})`,
+      channel.history.length
+        ? el("ol", { class: "history" }, ...channel.history.map((entry) => el("li", {}, el("pre", { text: json(entry) }))))
+        : el("p", { class: "muted", text: "No stored messages." }),
+    ),
+    trackedDetails(
+      key("users"),
+      `Users (${channel.users.length})`,
+      channel.users.length
+        ? el("ul", {}, ...channel.users.map((user) => el("li", { text: user })))
+        : el("p", { class: "muted", text: "No users." }),
+    ),
+  );
+}
+
+async function disconnect(connId, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch(DISCONNECT_URL, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ conn_id: connId }),
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    setStatus(`Connection ${connId} disconnected.`);
+  } catch (error) {
+    setStatus(`Could not disconnect ${connId}: ${error.message}`, true);
+  }
+  await refresh();
+}
+
+function renderUsers(data) {
+  const connections = new Map(data.connections.map((connection) => [connection.conn_id, connection]));
+  const body = document.querySelector("#users tbody");
+  body.replaceChildren(
+    ...data.users.map((user) =>
+      el(
+        "tr",
+        { "data-user": user.user },
+        el("td", { text: user.user }),
+        el("td", {}, el("pre", { class: "state", text: json(user.state) })),
+        el(
+          "td",
+          {},
+          el(
+            "ul",
+            { class: "connections" },
+            ...user.connections.map((connId) => {
+              const connection = connections.get(connId);
+              const facts = connection
+                ? `${connection.channels.join(", ") || "no channels"} · ${connection.listeners} listening · ` +
+                  `active ${shortTime(connection.last_active)}`
+                : "";
+              const button = el("button", {
+                class: "danger",
+                "data-disconnect": connId,
+                text: "Disconnect",
+              });
+              button.addEventListener("click", () => disconnect(connId, button));
+              return el(
+                "li",
+                { "data-conn-id": connId },
+                el("code", { text: connId }),
+                " ",
+                el("span", { class: "muted", text: facts }),
+                " ",
+                button,
+              );
+            }),
+          ),
+        ),
+      ),
+    ),
+  );
+  document.getElementById("no-users").hidden = data.users.length > 0;
+}
+
+function setStatus(text, isError = false) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.classList.toggle("error", isError);
+}
+
+async function refresh() {
+  let response;
+  try {
+    response = await fetch(DATA_URL, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  } catch (error) {
+    setStatus(`Server unreachable (${error.message}); retrying every ${REFRESH_SECONDS} s.`, true);
+    return;
+  }
+  const type = response.headers.get("Content-Type") || "";
+  if (response.redirected || !type.startsWith("application/json")) {
+    window.location.assign(SIGN_IN_URL); // the session ended
+    return;
+  }
+  if (!response.ok) {
+    setStatus(`The server answered ${response.status}; retrying every ${REFRESH_SECONDS} s.`, true);
+    return;
+  }
+  state.data = await response.json();
+  renderFigures(state.data);
+  renderChannels(state.data);
+  renderUsers(state.data);
+  setStatus(`Updated ${new Date().toLocaleTimeString()} · refreshes every ${REFRESH_SECONDS} s`);
+  document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+}
+
+refresh();
+setInterval(refresh, REFRESH_SECONDS * 1000);
