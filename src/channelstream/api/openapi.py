@@ -149,6 +149,20 @@ CHANNELS_INFO_EXAMPLE = {
 
 # --------------------------------------------------------------------------- building blocks
 
+# One server-sent event (what `text/event-stream` schemas describe: each event's fields).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["close"], "description": "Only on the last event"},
+        "data": {
+            "type": "string",
+            "description": "A JSON array of message objects (`Frame`); on `close`, the "
+            "websocket close code",
+        },
+        "retry": {"type": "integer"},
+    },
+}
+
 
 def json_body(schema: Any, example: Any, description: str = "") -> dict[str, Any]:
     """A JSON request or response: `schema` is a schema class, instance or raw OpenAPI dict."""
@@ -560,7 +574,7 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
                         "description": "The event stream",
                         "content": {
                             "text/event-stream": {
-                                "schema": {"type": "string"},
+                                "schema": SSE_EVENT,
                                 "example": "retry: 2000\n\ndata: []\n\n",
                             }
                         },
