@@ -65,24 +65,16 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        log = open(self.workdir / f"redis-{self.port}.log", "ab")  # noqa: SIM115 - kept by Popen
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.workdir / f"redis-{self.port}.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    *("--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while not answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -363,7 +363,9 @@ class Node:
             log.warning("node %s stopped announcing itself: ending its connections", node)
             self._submit("forget_node", node=node)
         now = self.clock().timestamp()
-        if now - self._last_snapshot >= SNAPSHOT_INTERVAL_SECONDS:
+        if not self.broker.keeps_snapshots:
+            return
+        if now - self._last_snapshot >= SNAPSHOT_INTERVAL_SECONDS or not self.broker.has_snapshot():
             self._last_snapshot = now
             self.broker.save_snapshot(self.snapshot())
 

@@ -39,13 +39,11 @@ SINGLE_NODE = (
 )
 NO_LATE_JOINERS = "MemoryBroker keeps nothing beyond its process: nobody starts from its snapshot"
 
-# Re-parametrises `kind` for tests that need two nodes on one cluster (documented skip).
-MULTI_NODE = pytest.mark.parametrize(
-    "kind", [pytest.param("memory", marks=pytest.mark.skip(reason=SINGLE_NODE)), "redis"]
-)
-LATE_JOINER = pytest.mark.parametrize(
-    "kind", [pytest.param("memory", marks=pytest.mark.skip(reason=NO_LATE_JOINERS)), "redis"]
-)
+# Re-parametrises `kind` for tests of what only a multi-node broker has: two nodes on one
+# cluster (SINGLE_NODE) or a node joining late (NO_LATE_JOINERS). They run on Redis only;
+# nothing is skipped.
+MULTI_NODE = pytest.mark.parametrize("kind", ["redis"])
+LATE_JOINER = pytest.mark.parametrize("kind", ["redis"])
 
 
 def command(name: str = "publish", origin: str = "test", **args: Any) -> Command:

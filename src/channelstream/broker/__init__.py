@@ -27,6 +27,7 @@ class BrokerUnavailable(Exception):
 
 class Broker(Protocol):
     node_id: str
+    keeps_snapshots: bool  # whether the node should hand it snapshots (late joiners exist)
 
     def start(self, apply: Callable[[Command], None], restore: Callable[[Any], None]) -> None:
         """Begin handing commands to `apply`, in cluster order, own ones included.
@@ -56,6 +57,9 @@ class Broker(Protocol):
 
     def live_nodes(self, candidates: set[str]) -> set[str]:
         """Which of these node ids are alive (announced within `presence_ttl`)."""
+
+    def has_snapshot(self) -> bool:
+        """False when a node joining now would find no snapshot (the leader then writes one)."""
 
     def save_snapshot(self, snapshot: Any) -> None:
         """Store a state snapshot taken after the last applied command, so late joiners

@@ -12,6 +12,8 @@ from channelstream.core.commands import Command
 
 
 class MemoryBroker:
+    keeps_snapshots = False
+
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
         self._apply: Callable[[Command], None] | None = None
@@ -41,6 +43,9 @@ class MemoryBroker:
 
     def live_nodes(self, candidates: set[str]) -> set[str]:
         return {self.node_id} & candidates
+
+    def has_snapshot(self) -> bool:
+        return True  # nobody ever needs one
 
     def save_snapshot(self, snapshot: Any) -> None:
         pass  # nothing outlives the process, and nobody joins late

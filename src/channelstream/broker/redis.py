@@ -39,6 +39,8 @@ READ_BLOCK_MS = 1000
 READ_BATCH = 1000
 BACKOFF_START_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0
+SNAPSHOT_WAIT_SECONDS = 15.0  # default wait of a starting node for a missing snapshot
+SNAPSHOT_POLL_SECONDS = 0.2
 STOP_JOIN_SECONDS = 5.0  # how long stop() waits for an announcement in flight
 
 # Renew the lease only if we still hold it (atomic compare-and-expire).
@@ -88,6 +90,8 @@ def decode_command(text: str | bytes) -> Command:
 
 
 class RedisBroker:
+    keeps_snapshots = True
+
     def __init__(self, url: str, node_id: str, *, prefix: str, presence_ttl: float) -> None:
         self.node_id = node_id
         self.url = url
@@ -101,6 +105,7 @@ class RedisBroker:
         self.log_key = f"{prefix}:log"
         self.snapshot_key = f"{prefix}:snapshot"
         self.leader_key = f"{prefix}:leader"
+        self.trimmed_key = f"{prefix}:trimmed"
         # short timeouts for commands, so a request never hangs on a dead Redis
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._reader = redis.Redis.from_url(
@@ -113,6 +118,8 @@ class RedisBroker:
         self._previous_snapshot_id: str | None = None
         self._restore: Callable[[Any], None] = lambda data: None
         self._restored = False
+        self._started_at = time.monotonic()
+        self.snapshot_wait = SNAPSHOT_WAIT_SECONDS
         self._available = False
         # when Redis answered again after being unreachable (None: no outage seen)
         self._reachable_again_at: float | None = None
@@ -154,13 +161,37 @@ class RedisBroker:
             thread.start()
 
     def _restore_snapshot(self) -> None:
+        """Start from the snapshot. A log without a snapshot means the log's start may have
+        been lost (a Redis restart): wait a little for the leader to write one (it does when
+        it finds none) rather than replay a partial log."""
         raw = self._client.get(self.snapshot_key)
         if raw:
             snapshot = json.loads(raw)
             self._restore(snapshot["state"])
             self.applied_id = snapshot["id"]
+        elif (
+            self._client.xlen(self.log_key)
+            and time.monotonic() - self._started_at < self.snapshot_wait
+        ):
+            self._set_available(True)
+            return
         self._restored = True
         self._set_available(True)
+
+    def _check_for_gap(self) -> None:
+        """Entries before `P:trimmed` are gone. A node that has not applied up to there
+        (it fell more than a snapshot interval behind) restores the newest snapshot, which is
+        past them. XTRIM leaves no trace in XINFO, hence the key. One GET before each read,
+        which returns up to READ_BATCH entries."""
+        trimmed: Any = self._client.get(self.trimmed_key)
+        if trimmed and stream_id(self.applied_id) < stream_id(trimmed) and self._restored:
+            log.warning(
+                "this node fell behind the trimmed log (at %s, trimmed before %s): restoring "
+                "the snapshot",
+                self.applied_id,
+                trimmed,
+            )
+            self._restored = False
 
     def stop(self) -> None:
         self._running = False
@@ -192,8 +223,12 @@ class RedisBroker:
         backoff = BACKOFF_START_SECONDS
         while self._running:
             try:
+                self._check_for_gap()
                 if not self._restored:
                     self._restore_snapshot()
+                    if not self._restored:
+                        self._stopping.wait(SNAPSHOT_POLL_SECONDS)
+                        continue
                 batches: Any = self._reader.xread(
                     {self.log_key: self.applied_id}, count=READ_BATCH, block=READ_BLOCK_MS
                 )
@@ -275,6 +310,13 @@ class RedisBroker:
 
     # ------------------------------------------------------------------ snapshots
 
+    def has_snapshot(self) -> bool:
+        try:
+            return bool(self._client.exists(self.snapshot_key))
+        except RedisErrors as error:
+            self._set_available(False, error)
+            return True  # nothing to do about it now
+
     def save_snapshot(self, snapshot: Any) -> None:
         """Pair the snapshot with the last applied entry (taken now, before any I/O), store
         it, and trim the log up to the previous snapshot (one interval of slack for nodes
@@ -287,6 +329,8 @@ class RedisBroker:
             pipe.expire(self.log_key, CLUSTER_STATE_TTL_SECONDS)
             if self._previous_snapshot_id:
                 pipe.xtrim(self.log_key, minid=self._previous_snapshot_id, approximate=False)
+                # entries before this id are gone: a node that has not applied them restores
+                pipe.set(self.trimmed_key, self._previous_snapshot_id, ex=CLUSTER_STATE_TTL_SECONDS)
             pipe.execute()
             self._previous_snapshot_id = entry_id
         except RedisErrors as error:
