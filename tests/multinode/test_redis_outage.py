@@ -4,9 +4,7 @@ again once Redis is back, on the same websockets."""
 
 from __future__ import annotations
 
-import gc
 import time
-import warnings
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -26,22 +24,10 @@ ANNOUNCE_INTERVAL = 5.0
 PARTED_MARGIN = 2.0  # the leader looks every second; and the frame travels
 
 
-class PrivateRedis(RedisProcess):
-    """RedisProcess.start leaves its log file open for the garbage collector to close (a
-    ResourceWarning, which this suite's filterwarnings turns into an error): collect it here
-    with that warning ignored."""
-
-    def start(self, timeout: float = 10.0) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            super().start(timeout)
-            gc.collect()
-
-
 @pytest.fixture
 def private_redis(tmp_path_factory):
     """A redis-server of this test's own, stopped after the nodes (requested first)."""
-    server = PrivateRedis(tmp_path_factory.mktemp("private-redis"))
+    server = RedisProcess(tmp_path_factory.mktemp("private-redis"))
     server.start()
     yield server
     server.stop()
