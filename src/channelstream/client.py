@@ -1,0 +1,464 @@
+"""A Python client for channelstream's signed server API, and its Pyramid `includeme`.
+
+    client = ChannelstreamClient("http://127.0.0.1:8000", secret="dev-secret", timeout=5)
+    conn = client.connect("alice", channels=["lobby"], state_public_keys=["status"])
+    client.message("alice", {"text": "hello"}, channel="lobby")
+
+Each call is signed for the path it calls (`sign(secret, "/connect")`). Connections are pooled
+(one urllib3 pool, safe to share between threads and greenlets). Errors are typed:
+
+    ChannelstreamError
+    ├── ChannelstreamConnectionError     the server could not be reached or did not answer
+    │   └── ChannelstreamTimeout         ... within `timeout` seconds
+    └── ChannelstreamHTTPError           the server answered with an error (`status`, `body`)
+        ├── BadRequestError (400)        ├── SignatureError (401)   ├── ForbiddenError (403)
+        ├── NotFoundError (404)          ├── PayloadTooLargeError (413)
+        ├── ValidationError (422)        └── UnavailableError (503)
+
+In a Pyramid app, `config.include("channelstream.client")` builds one client from the settings
+`channelstream.url`, `channelstream.secret` and optionally `channelstream.timeout` (seconds),
+and adds `request.channelstream`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+
+from channelstream import encoding
+from channelstream.signature import sign
+
+__all__ = [
+    "BadRequestError",
+    "ChannelstreamClient",
+    "ChannelstreamConnectionError",
+    "ChannelstreamError",
+    "ChannelstreamHTTPError",
+    "ChannelstreamTimeout",
+    "ForbiddenError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "SignatureError",
+    "UnavailableError",
+    "ValidationError",
+    "includeme",
+]
+
+SECRET_HEADER = "x-channelstream-secret"
+DEFAULT_TIMEOUT = 10.0
+
+
+class ChannelstreamError(Exception):
+    """Base of every error this client raises."""
+
+
+class ChannelstreamConnectionError(ChannelstreamError):
+    """The server could not be reached, or the connection broke before an answer."""
+
+
+class ChannelstreamTimeout(ChannelstreamConnectionError):
+    """The server did not answer within the client's timeout."""
+
+
+class ChannelstreamHTTPError(ChannelstreamError):
+    """The server answered with an error status.
+
+    `status` is the HTTP status, `body` the server's JSON error (a dict or list), or its text
+    when the body is not JSON. 422 bodies are field errors (`{"username": ["..."]}`), others
+    `{"error": "<code>", "message": "..."}`.
+    """
+
+    def __init__(self, status: int, body: Any, method: str = "", path: str = "") -> None:
+        self.status = status
+        self.body = body
+        self.method = method
+        self.path = path
+        super().__init__(f"{method} {path} -> {status}: {body!r}".strip())
+
+    @property
+    def message(self) -> str:
+        """The server's error message (`body["message"]`), or the body as text."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("message"), str):
+            return str(self.body["message"])
+        return self.body if isinstance(self.body, str) else encoding.dumps(self.body)
+
+
+class BadRequestError(ChannelstreamHTTPError):
+    """400: the request body was not valid JSON."""
+
+
+class SignatureError(ChannelstreamHTTPError):
+    """401: the signature was refused (wrong secret, expired, or clocks far apart)."""
+
+
+class ForbiddenError(ChannelstreamHTTPError):
+    """403: this address may not call the API (`allow_posting_from`), or no signature."""
+
+
+class NotFoundError(ChannelstreamHTTPError):
+    """404: no such endpoint on this server."""
+
+
+class PayloadTooLargeError(ChannelstreamHTTPError):
+    """413: the body exceeds the server's `max_message_size`."""
+
+
+class ValidationError(ChannelstreamHTTPError):
+    """422: the server refused a field; `body` maps field names to messages."""
+
+
+class UnavailableError(ChannelstreamHTTPError):
+    """503: the server is at `max_connections` or its broker (Redis) is unreachable."""
+
+
+ERRORS_BY_STATUS: dict[int, type[ChannelstreamHTTPError]] = {
+    400: BadRequestError,
+    401: SignatureError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: ValidationError,
+    503: UnavailableError,
+}
+
+
+def _without_none(**fields: Any) -> dict[str, Any]:
+    """Keyword arguments left at None are not sent: the server's defaults apply."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _listed(values: Iterable[str] | None) -> list[str] | None:
+    return None if values is None else list(values)
+
+
+class ChannelstreamClient:
+    """The signed server API of one channelstream server (or load balancer).
+
+    base_url: e.g. `http://127.0.0.1:8000`; a path (`https://host/channelstream`) is kept.
+    secret: the server's `secret` setting.
+    timeout: seconds to connect and, separately, to wait for an answer.
+    maxsize: connections kept open to the server (more may open under load; the extra ones
+        are closed after use).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        secret: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        maxsize: int = 10,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._path_prefix = parts.path.rstrip("/")
+        self.secret = secret
+        self.timeout = timeout
+        # No retries after a request was sent (a POST /message must not be posted twice);
+        # a refused connection is retried once (e.g. a pooled connection the server closed).
+        self._pool = urllib3.PoolManager(
+            maxsize=maxsize,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0),
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections (the client stays usable: new ones open as needed)."""
+        self._pool.clear()
+
+    def __enter__(self) -> ChannelstreamClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ChannelstreamClient({self.base_url!r})"
+
+    # ------------------------------------------------------------------ transport
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Send `method path` with `body` as JSON, signed for the path; the answer's JSON.
+
+        Raises ChannelstreamHTTPError (a subclass per status) for error answers and
+        ChannelstreamConnectionError when there is no answer.
+        """
+        full_path = self._path_prefix + path
+        headers = {SECRET_HEADER: sign(self.secret, full_path), "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = encoding.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._pool.request(
+                method, self.base_url + path, body=data, headers=headers, preload_content=True
+            )
+        except (urllib3.exceptions.TimeoutError, urllib3.exceptions.MaxRetryError) as error:
+            reason = getattr(error, "reason", None) or error
+            # (urllib3 derives NewConnectionError, a refused connection, from its timeouts)
+            if isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+                reason, urllib3.exceptions.NewConnectionError
+            ):
+                raise ChannelstreamTimeout(
+                    f"{method} {full_path}: no answer within {self.timeout} s"
+                ) from error
+            raise ChannelstreamConnectionError(f"{method} {full_path}: {reason}") from error
+        except urllib3.exceptions.HTTPError as error:
+            raise ChannelstreamConnectionError(f"{method} {full_path}: {error}") from error
+        status, text = response.status, response.data.decode("utf-8", "replace")
+        # An error raised below keeps this frame alive: it must not keep the pooled socket.
+        del response
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        if status >= 400:
+            error_class = ERRORS_BY_STATUS.get(status, ChannelstreamHTTPError)
+            raise error_class(status, parsed, method, full_path)
+        return parsed
+
+    # ------------------------------------------------------------------ connections
+
+    def connect(
+        self,
+        username: str,
+        channels: Iterable[str] = (),
+        *,
+        conn_id: str | None = None,
+        fresh_user_state: Mapping[str, Any] | None = None,
+        user_state: Mapping[str, Any] | None = None,
+        state_public_keys: Iterable[str] | None = None,
+        channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`POST /connect`: a connection for `username` in `channels`.
+
+        Returns `{"conn_id", "username", "state", "public_state", "channels",
+        "channels_info"}`; hand `conn_id` to the browser. Note that the server sets the
+        user's `state_public_keys` on every connect (none given: no public keys).
+        """
+        body = _without_none(
+            username=username,
+            channels=list(channels),
+            conn_id=conn_id,
+            fresh_user_state=fresh_user_state,
+            user_state=user_state,
+            state_public_keys=_listed(state_public_keys),
+            channel_configs=channel_configs,
+            info=info,
+        )
+        result: dict[str, Any] = self.request("POST", "/connect", body)
+        return result
+
+    def subscribe(
+        self,
+        conn_id: str,
+        channels: Iterable[str],
+        *,
+        channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`POST /subscribe`: `{"channels", "channels_info", "subscribed_to"}`."""
+        body = _without_none(
+            conn_id=conn_id, channels=list(channels), channel_configs=channel_configs, info=info
+        )
+        result: dict[str, Any] = self.request("POST", "/subscribe", body)
+        return result
+
+    def unsubscribe(
+        self, conn_id: str, channels: Iterable[str], *, info: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`POST /unsubscribe`: `{"channels", "channels_info", "unsubscribed_from"}`."""
+        body = _without_none(conn_id=conn_id, channels=list(channels), info=info)
+        result: dict[str, Any] = self.request("POST", "/unsubscribe", body)
+        return result
+
+    def disconnect(self, conn_id: str) -> bool:
+        """`POST /disconnect`: end the connection now; True if it existed."""
+        return bool(self.request("POST", "/disconnect", {"conn_id": conn_id}))
+
+    # ------------------------------------------------------------------ users and channels
+
+    def user_state(
+        self,
+        user: str,
+        user_state: Mapping[str, Any] | None = None,
+        *,
+        state_public_keys: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """`POST /user_state`: merge `user_state`; `state_public_keys` None leaves them as they
+        are. Returns `{"user_state", "changed_state", "public_keys"}`."""
+        body = _without_none(
+            user=user,
+            user_state=dict(user_state or {}),
+            state_public_keys=_listed(state_public_keys),
+        )
+        result: dict[str, Any] = self.request("POST", "/user_state", body)
+        return result
+
+    def channel_config(self, configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """`POST /channel_config` with `{channel: {notify_presence: True, ...}}`; only the
+        given keys change. Returns the channels' info."""
+        result: dict[str, Any] = self.request(
+            "POST", "/channel_config", {name: dict(config) for name, config in configs.items()}
+        )
+        return result
+
+    def info(
+        self,
+        channels: Iterable[str] | None = None,
+        *,
+        exclude_channels: Iterable[str] | None = None,
+        include_history: bool | None = None,
+        include_users: bool | None = None,
+        include_connections: bool | None = None,
+        return_public_state: bool | None = None,
+    ) -> dict[str, Any]:
+        """`POST /info`: `{"channels": {...}, "users": [...]}` for `channels` (None: all)."""
+        resolution = _without_none(
+            channels=_listed(channels),
+            exclude_channels=_listed(exclude_channels),
+            include_history=include_history,
+            include_users=include_users,
+            include_connections=include_connections,
+            return_public_state=return_public_state,
+        )
+        result: dict[str, Any] = self.request("POST", "/info", {"info": resolution})
+        return result
+
+    # ------------------------------------------------------------------ messages
+
+    def message(
+        self,
+        user: str,
+        message: Mapping[str, Any] | None = None,
+        *,
+        channel: str | None = None,
+        pm_users: Iterable[str] | None = None,
+        exclude_users: Iterable[str] | None = None,
+        no_history: bool | None = None,
+        uuid: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /message` with one message from `user` to `channel` and/or `pm_users`.
+
+        Returns the accepted message (with its `uuid` and `timestamp`)."""
+        item = _without_none(
+            user=user,
+            message=message,
+            channel=channel,
+            pm_users=_listed(pm_users),
+            exclude_users=_listed(exclude_users),
+            no_history=no_history,
+            uuid=uuid,
+            timestamp=timestamp,
+        )
+        accepted = self.messages([item])
+        return accepted[0] if accepted else item
+
+    def messages(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """`POST /message` with several messages (dicts with the fields of `message`)."""
+        result: list[dict[str, Any]] = self.request(
+            "POST", "/message", [dict(item) for item in items]
+        )
+        return result
+
+    def edit_messages(self, edits: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """`PATCH /message`: each edit has `uuid` and the routing of the original (`channel`
+        and/or `pm_users`), plus the fields that change (`message`, `user`, `timestamp`)."""
+        result: list[dict[str, Any]] = self.request(
+            "PATCH", "/message", [dict(edit) for edit in edits]
+        )
+        return result
+
+    def edit_message(
+        self,
+        uuid: str,
+        message: Mapping[str, Any] | None = None,
+        *,
+        channel: str | None = None,
+        pm_users: Iterable[str] | None = None,
+        exclude_users: Iterable[str] | None = None,
+        user: str | None = None,
+        timestamp: datetime | str | None = None,
+        edited: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """One edit (see `edit_messages`); returns the accepted edit."""
+        edit = _without_none(
+            uuid=uuid,
+            message=message,
+            channel=channel,
+            pm_users=_listed(pm_users),
+            exclude_users=_listed(exclude_users),
+            user=user,
+            timestamp=timestamp,
+            edited=edited,
+        )
+        accepted = self.edit_messages([edit])
+        return accepted[0] if accepted else edit
+
+    def delete_messages(self, deletes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """`DELETE /message`: each item has `uuid` and the routing of the original."""
+        result: list[dict[str, Any]] = self.request(
+            "DELETE", "/message", [dict(item) for item in deletes]
+        )
+        return result
+
+    def delete_message(
+        self,
+        uuid: str,
+        *,
+        channel: str | None = None,
+        pm_users: Iterable[str] | None = None,
+        exclude_users: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """One delete (see `delete_messages`); returns the accepted item."""
+        item = _without_none(
+            uuid=uuid,
+            channel=channel,
+            pm_users=_listed(pm_users),
+            exclude_users=_listed(exclude_users),
+        )
+        accepted = self.delete_messages([item])
+        return accepted[0] if accepted else item
+
+    # ------------------------------------------------------------------ admin
+
+    def admin_info(self) -> dict[str, Any]:
+        """`GET /admin/admin.json`: server-wide figures, channels and users (admin view)."""
+        result: dict[str, Any] = self.request("GET", "/admin/admin.json")
+        return result
+
+
+# ---------------------------------------------------------------------- Pyramid integration
+
+
+def client_from_settings(settings: Mapping[str, Any]) -> ChannelstreamClient:
+    """A client from a Pyramid app's settings: `channelstream.url` (required),
+    `channelstream.secret` (required), `channelstream.timeout` (seconds, optional)."""
+    missing = [
+        key for key in ("channelstream.url", "channelstream.secret") if not settings.get(key)
+    ]
+    if missing:
+        raise ValueError(f"channelstream.client needs the settings {', '.join(missing)}")
+    timeout = float(settings.get("channelstream.timeout") or DEFAULT_TIMEOUT)
+    return ChannelstreamClient(
+        str(settings["channelstream.url"]), str(settings["channelstream.secret"]), timeout
+    )
+
+
+def includeme(config: Any) -> None:
+    """`config.include("channelstream.client")`: one shared client as `request.channelstream`
+    (also `config.registry.channelstream_client`)."""
+    client = client_from_settings(config.get_settings())
+    config.registry.channelstream_client = client
+    config.add_request_method(
+        lambda request: request.registry.channelstream_client, "channelstream", reify=True
+    )
