@@ -30,6 +30,7 @@ ROUTES = {
     "listen": "/listen",
     "disconnect": "/disconnect",
     "ws": "/ws",
+    "sse": "/sse",
     "health": "/health",
     "ready": "/ready",
     "openapi": "/openapi.json",

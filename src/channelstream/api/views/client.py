@@ -1,4 +1,4 @@
-"""Endpoints browsers call directly: /ws, /listen and /disconnect. No signature needed:
+"""Endpoints browsers call directly: /ws, /sse, /listen and /disconnect. No signature needed:
 knowing a conn_id is the credential, as in 0.7.1."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from channelstream.api.views import NodeView
 from channelstream.core.errors import UnknownConnection
 from channelstream.schemas import DisconnectBodySchema, ListenQuerySchema
 from channelstream.transport.longpoll import long_poll
+from channelstream.transport.sse import HEADERS as SSE_HEADERS
+from channelstream.transport.sse import sse_stream
 from channelstream.transport.websocket import serve_websocket
 
 UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
@@ -42,6 +44,18 @@ class ClientViews(NodeView):
             peer=self.request.client_addr or "",
         )
         return Response(status=200)
+
+    @view_config(route_name="sse", request_method="GET")
+    def sse(self) -> Response:
+        """Server-sent events: a missing or malformed conn_id is a 422 before streaming; an
+        unknown one gets `event: close` / `data: 4001` and the end of the stream."""
+        data = ListenQuerySchema().load(dict(self.request.GET))
+        response = Response(
+            app_iter=sse_stream(self.node, data["conn_id"], self.request.client_addr or ""),
+            status=200,
+        )
+        response.headers.update(SSE_HEADERS)
+        return response
 
     @view_config(route_name="listen", request_method="GET")
     def listen(self) -> Response:

@@ -1,0 +1,92 @@
+"""Serving one `/sse` listener: server-sent events on a streamed HTTP response.
+
+The response body is a generator that gevent's WSGI server writes chunk by chunk. Each batch
+of frames is one event whose data is the JSON array a websocket would get (`data: [...]`); a
+heartbeat is `data: []` every `heartbeat_interval`. When the server ends the stream it first
+sends `event: close` with the websocket close code as data (4001: unknown connection, get a
+new conn_id; 1000: disconnected; 1001: shutting down; 4002: too slow), so a browser's
+EventSource can tell a final close from a dropped connection.
+
+A client that goes away is noticed by the next write failing (a heartbeat at the latest);
+the generator's `finally` then detaches the listener.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Iterator
+
+import gevent
+
+from channelstream.broker import BrokerUnavailable
+from channelstream.close_codes import CloseCode
+from channelstream.core.errors import UnknownConnection
+from channelstream.node import Node
+
+log = logging.getLogger(__name__)
+
+# How long a client that reads nothing may keep a closed stream's writer blocked.
+CLOSE_GRACE_SECONDS = 5.0
+# Sent first: the browser's EventSource sees the stream open, and waits this long (ms)
+# before its own automatic reconnect (clients that manage reconnects close it first).
+STREAM_START = b"retry: 2000\n\n"
+
+HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+}
+
+
+def data_event(frames: str) -> bytes:
+    """One `message` event carrying a JSON array (compact JSON has no line breaks)."""
+    return b"data: " + frames.encode("utf-8") + b"\n\n"
+
+
+def close_event(code: int) -> bytes:
+    return b"event: close\ndata: %d\n\n" % code
+
+
+class ClientTooSlow(ConnectionResetError):
+    """Raised into a writer stuck on a client that reads nothing (handled by the WSGI server
+    like a reset connection)."""
+
+
+def sse_stream(node: Node, conn_id: str, peer: str) -> Iterator[bytes]:
+    """The body of one `/sse` response: attach, stream frames until either side ends it."""
+    try:
+        outbox = node.attach(conn_id, "sse")
+    except UnknownConnection:
+        log.info("sse from %s for unknown connection %s: closing 4001", peer, conn_id)
+        yield STREAM_START + close_event(CloseCode.UNKNOWN_CONNECTION)
+        return
+    except BrokerUnavailable:
+        yield STREAM_START + close_event(CloseCode.TRY_AGAIN_LATER)
+        return
+    log.info("sse opened: connection %s from %s", conn_id, peer)
+    writer = gevent.getcurrent()
+    finished = False
+
+    def cut_if_stuck() -> None:
+        if not finished and hasattr(writer, "kill"):
+            writer.kill(ClientTooSlow(errno.ECONNRESET, "client reads nothing"), block=False)
+
+    outbox.on_close = lambda code: gevent.spawn_later(CLOSE_GRACE_SECONDS, cut_if_stuck)
+    try:
+        yield STREAM_START
+        while True:
+            outbox.wait()
+            if outbox.close_code is not None:
+                yield close_event(outbox.close_code)
+                return
+            text = outbox.take()
+            if text is not None:
+                yield data_event(text)  # returns once the WSGI server has written it
+                outbox.confirm_sent()
+    finally:
+        finished = True
+        if outbox.close_code is None:
+            outbox.close(CloseCode.GOING_AWAY)  # the client went away (a write failed)
+        node.detach(outbox)
+        log.info("sse closed: connection %s (code %s)", conn_id, int(outbox.close_code or 0))
