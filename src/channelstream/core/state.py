@@ -219,8 +219,8 @@ class State:
     def detach(self, conn_id: str, served_up_to: int, now: datetime, node: str = "local") -> None:
         """A listener went away having sent the client everything up to `served_up_to`."""
         connection = self.connections.get(conn_id)
-        if connection is None:
-            return
+        if connection is None or connection.listeners_by_node.get(node, 0) < 1:
+            return  # e.g. a detach re-sent after its node was forgotten: nothing to undo
         connection.listeners = max(0, connection.listeners - 1)
         left_on_node = connection.listeners_by_node.get(node, 0) - 1
         if left_on_node > 0:

@@ -80,6 +80,16 @@ def test_extra_detach_never_makes_listeners_negative(state, now):
     assert state.connections["a1"].listeners == 0
 
 
+def test_a_detach_from_a_node_without_listeners_leaves_other_nodes_listeners(state, now):
+    state.connect("alice", "a1", [], now)
+    state.attach("a1", now, node="node-b")
+
+    state.detach("a1", 0, now, node="node-a")  # e.g. re-sent after node-a was forgotten
+
+    assert state.connections["a1"].listeners == 1
+    assert state.connections["a1"].listeners_by_node == {"node-b": 1}
+
+
 def test_catchup_skips_frames_excluding_the_user(state, now, message):
     state.connect("alice", "a1", ["room"], now)
     hidden = message("room", exclude_users=["alice"])
