@@ -6,8 +6,10 @@ websockets with 1001), gives in-flight requests up to `shutdown_timeout` seconds
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,7 +59,40 @@ def _handler_class() -> type:
             if "101" not in str(self.status):  # upgraded sockets are not access-logged
                 access_log.info(self.format_request())
 
+        def read_requestline(self) -> str:
+            """Wait for the next request of a keep-alive connection, as an idle handler
+            that shutting down may close (see `IdleConnections`)."""
+            idle: IdleConnections | None = getattr(self.server, "idle_connections", None)
+            if idle is None:
+                return str(super().read_requestline())
+            if idle.closing:
+                return ""  # no new request once shutting down: the connection closes
+            idle.handlers.add(self)
+            try:
+                return str(super().read_requestline())
+            finally:
+                idle.handlers.discard(self)
+
     return AccessLoggingWebSocketHandler
+
+
+class IdleConnections:
+    """Keep-alive connections waiting for their next request.
+
+    Pooling clients (such as `channelstream.client`) keep connections open between requests;
+    without this, a graceful stop would wait `shutdown_timeout` seconds for them."""
+
+    def __init__(self) -> None:
+        self.handlers: set[Any] = set()
+        self.closing = False
+
+    def close_all(self) -> None:
+        self.closing = True
+        for handler in list(self.handlers):
+            sock = getattr(handler, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # their read returns: the handler ends
 
 
 def _stop_node(app: Any) -> None:
@@ -96,6 +131,8 @@ def serve(
         error_log=logging.getLogger("channelstream.server.errors"),
     )
     server.pre_start_hook = _pre_start_hook
+    idle_connections = IdleConnections()
+    server.idle_connections = idle_connections
     # gevent-websocket's handler writes its debug lines to `server.logger`.
     server.logger = logging.getLogger("channelstream.websocket")
 
@@ -114,6 +151,7 @@ def serve(
         log.info("Serving on http://%s:%s", host, server.server_port)
         stop_requested.wait()
         server.close()  # stop accepting first,
+        idle_connections.close_all()  # close keep-alive connections between requests,
         _stop_node(app)  # then close websockets with 1001 so their handlers finish,
         server.stop(timeout=shutdown_timeout)  # then wait for in-flight requests
         log.info("Server stopped")

@@ -2,6 +2,7 @@
 path-bound signatures, pooled connections, timeouts and typed errors (API.md §3)."""
 
 import socket
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -318,3 +319,13 @@ def test_settings_without_url_or_secret_fail_clearly():
         }
     )
     assert timeout_client.timeout == 2.5
+
+
+def test_pooled_keep_alive_connections_do_not_delay_a_graceful_stop(start_server):
+    """The pool keeps its connection open between calls; SIGTERM must not wait for it."""
+    server = start_server(settings={"secret": SECRET})
+    with ChannelstreamClient(server.base_url, SECRET) as client:
+        client.connect("alice")
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 5
