@@ -33,13 +33,15 @@ def source_copy(destination: Path) -> Path:
 
 def test_the_wheel_holds_every_asset(tmp_path: Path) -> None:
     source = source_copy(tmp_path / "source")
-    subprocess.run(
+    # pip builds in an isolated environment: it fetches setuptools from the package index
+    built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
         cwd=source,
-        check=True,
         capture_output=True,
-        timeout=120,
+        text=True,
+        timeout=180,
     )
+    assert built.returncode == 0, f"pip wheel failed:\n{built.stdout}\n{built.stderr}"
     (wheel,) = tmp_path.glob("channelstream-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
 
