@@ -1,0 +1,1008 @@
+/**
+ * channelstream.js: the browser client of channelstream (a plain ES module, no dependencies).
+ *
+ * It keeps the API of the 0.7 JS client (`@channelstream/channelstream`): the same class, URL
+ * properties, methods, request mutators and callbacks, so a page switches by changing its
+ * import. What it adds:
+ *
+ * - reconnects by itself with exponential back-off and jitter, capped at `maxBounceIv`;
+ * - when the server closes with 4001 (unknown connection) it calls `connect()` again through
+ *   the web app; on any other loss it re-attaches with the same conn_id and the server replays
+ *   what was missed (catchup), dropping replays it has already delivered;
+ * - falls back from WebSocket to server-sent events to long polling when a transport is
+ *   missing (`noWebsocket`, no `WebSocket` or `EventSource` in the page) or cannot open;
+ * - heartbeats both ways: `{"type": "heartbeat"}` every 10 s over a websocket, and a watchdog
+ *   that reconnects when the server's heartbeats stop;
+ * - resubscribes after a reconnect to the channels the page had joined;
+ * - `close()` (and `closeConnection()`) really stop: no socket, poll or timer is left behind;
+ * - HTTP statuses 200-299 only count as success; request mutators may add headers.
+ *
+ *     import {ChannelStreamConnection} from 'http://127.0.0.1:8000/static/channelstream.js';
+ *     const connection = new ChannelStreamConnection();
+ *     connection.connectUrl = '/connect';              // your web app
+ *     connection.messageUrl = '/message';              // your web app
+ *     connection.websocketUrl = 'ws://127.0.0.1:8000/ws';      // channelstream
+ *     connection.longPollUrl = 'http://127.0.0.1:8000/listen'; // channelstream
+ *     connection.listenMessageCallback = (messages) => { for (const m of messages) show(m); };
+ *     connection.connect();
+ */
+
+const WS_CONNECTING = 0; // WebSocket.readyState values (the page may have removed WebSocket)
+const WS_OPEN = 1;
+const WS_NORMAL = 1000;
+const WS_POLICY = 1008;
+const UNKNOWN_CONNECTION = 4001;
+const ABNORMAL = 1006;
+
+/** Connection states reported to `connectionStateCallback`. */
+export const ConnectionState = Object.freeze({
+    IDLE: 'idle',
+    CONNECTING: 'connecting',
+    CONNECTED: 'connected',
+    RECONNECTING: 'reconnecting',
+    CLOSED: 'closed',
+});
+
+/** A request to the web app, handed to mutators before it is sent. */
+export class ChannelStreamRequest {
+    constructor(url = '', body = null, method = null) {
+        /** Headers to set: `{name, value}` objects (mutators may push more). */
+        this.headers = [];
+        this.body = body;
+        this.url = url;
+        /** The HTTP method; null: POST with a body, GET without. */
+        this.method = method;
+        /** The XMLHttpRequest, once sent. */
+        this.request = null;
+        this.timeout = 0;
+        this.withCredentials = false;
+    }
+
+    handleError(request, data) {}
+
+    handleResponse(request, data) {}
+
+    handleRequest(request) {}
+
+    /** Send it: `handleResponse(xhr, data)` for 2xx, else `handleError(xhr, data)`. */
+    execute(verb) {
+        const xhr = new XMLHttpRequest();
+        this.request = xhr;
+        const method = verb || this.method || (this.body !== null && this.body !== undefined ? 'POST' : 'GET');
+        xhr.open(method, this.url);
+        xhr.timeout = this.timeout;
+        xhr.withCredentials = this.withCredentials;
+        const hasBody = this.body !== null && this.body !== undefined;
+        if (hasBody) {
+            xhr.setRequestHeader('Content-Type', 'application/json');
+        }
+        for (const header of this.headers || []) {
+            xhr.setRequestHeader(header.name, header.value);
+        }
+        xhr.onreadystatechange = () => {
+            if (xhr.readyState !== XMLHttpRequest.DONE) {
+                return;
+            }
+            let data = xhr.responseText;
+            try {
+                data = JSON.parse(data);
+            } catch (error) {
+                // not JSON: hand over the text
+            }
+            if (xhr.status >= 200 && xhr.status < 300) {
+                this.handleResponse(xhr, data);
+            } else {
+                this.handleError(xhr, data);
+            }
+        };
+        xhr.send(hasBody ? JSON.stringify(this.body) : null);
+        return xhr;
+    }
+
+    abort() {
+        if (this.request) {
+            this.request.onreadystatechange = null;
+            this.request.abort();
+        }
+    }
+}
+
+/** `ws(s)://` for `http(s)://` (and an absolute URL for a relative one). */
+function absoluteUrl(url, websocket) {
+    const absolute = new URL(url, window.location.href);
+    if (websocket && absolute.protocol.startsWith('http')) {
+        absolute.protocol = absolute.protocol === 'https:' ? 'wss:' : 'ws:';
+    } else if (!websocket && absolute.protocol.startsWith('ws')) {
+        absolute.protocol = absolute.protocol === 'wss:' ? 'https:' : 'http:';
+    }
+    return absolute.href;
+}
+
+/** `url` with its last path segment (`/ws`, `/listen`, `/sse`) replaced by `endpoint`. */
+function siblingUrl(url, endpoint, websocket) {
+    if (!url) {
+        return '';
+    }
+    const absolute = new URL(absoluteUrl(url, websocket));
+    absolute.pathname = absolute.pathname.replace(/\/[^/]*$/, '/' + endpoint);
+    absolute.search = '';
+    return absolute.href;
+}
+
+function withConnId(url, connId) {
+    return url + (url.includes('?') ? '&' : '?') + 'conn_id=' + encodeURIComponent(connId);
+}
+
+/**
+ * A connection to channelstream: `connect()` through the web app, then listen.
+ */
+export class ChannelStreamConnection {
+    static get version() {
+        return '0.8.0';
+    }
+
+    constructor() {
+        this.debug = false;
+        /** Channels the user should be in (kept up to date by subscribe/unsubscribe). */
+        this.channels = [];
+        /** Sent as `username` to `connectUrl` and `userStateUrl`. */
+        this.username = 'Anonymous';
+        /** The conn_id the web app got from channelstream's /connect. */
+        this.connectionId = null;
+        /** The open WebSocket, if that is the transport. */
+        this.websocket = null;
+        /** True while a listener (websocket, event stream or long poll) is open. */
+        this.connected = false;
+
+        // --- your web app
+        this.connectUrl = '';
+        this.disconnectUrl = '';
+        this.subscribeUrl = '';
+        this.unsubscribeUrl = '';
+        this.userStateUrl = '';
+        this.messageUrl = '';
+        this.messageEditUrl = '';
+        this.messageDeleteUrl = '';
+        // --- channelstream (any one is enough: the others are derived from it)
+        this.websocketUrl = '';
+        this.longPollUrl = '';
+        /** Server-sent events URL (default: derived from longPollUrl or websocketUrl). */
+        this.sseUrl = '';
+
+        /** Reconnect by itself after a loss. */
+        this.shouldReconnect = true;
+        /** Send `{"type": "heartbeat"}` over the websocket every `heartbeatInterval` ms. */
+        this.heartbeats = true;
+        this.heartbeatInterval = 10000;
+        /** Reconnect when nothing (not even a server heartbeat) came for this long (ms);
+         *  armed once the server has sent a heartbeat. 0: never. */
+        this.heartbeatTimeout = 30000;
+        /** Base delay of the reconnect back-off (ms): tries wait about 1, 2, 4, 8... times it. */
+        this.increaseBounceIv = 2000;
+        /** Longest wait between two tries (ms). */
+        this.maxBounceIv = 60000;
+        /** The current back-off delay (ms). */
+        this._currentBounceIv = 0;
+        /** Skip the websocket (use server-sent events, then long polling). */
+        this.noWebsocket = false;
+        /** Transports in order of preference; unavailable ones are skipped. */
+        this.transports = ['websocket', 'sse', 'longpoll'];
+        /** The transport in use ('websocket', 'sse', 'longpoll'), or null. */
+        this.transport = null;
+        /** 'idle', 'connecting', 'connected', 'reconnecting' or 'closed'. */
+        this.state = ConnectionState.IDLE;
+        /** Timeout of the requests to the web app (ms). */
+        this.requestTimeout = 15000;
+        /** Longest a long poll may take before it counts as lost (ms). */
+        this.longPollTimeout = 30000;
+        /** Send cookies with cross-origin requests to the web app. */
+        this.withCredentials = false;
+
+        /** Functions that change a request before it is sent, per request type. */
+        this.mutators = {
+            connect: [],
+            message: [],
+            messageEdit: [],
+            messageDelete: [],
+            subscribe: [],
+            unsubscribe: [],
+            disconnect: [],
+            userState: [],
+        };
+
+        this._attempts = 0;
+        this._generation = 0; // bumped whenever the listener changes: stale events are ignored
+        this._stopped = false;
+        this._retryTimer = null;
+        this._heartbeatTimer = null;
+        this._watchdogTimer = null;
+        this._lastHeard = 0;
+        this._eventSource = null;
+        this._ajaxListen = null;
+        this._connectRequest = null;
+        this._ladder = [];
+        this._rung = 0;
+        this._workingTransport = null;
+        this._seen = new Set();
+        this._seenOrder = [];
+        this._onlineListener = () => this._retryNow();
+        this._onlineListening = false;
+    }
+
+    // ---------------------------------------------------------------- the web app
+
+    _request(type, url, body, method) {
+        const request = new ChannelStreamRequest(url, body, method || null);
+        request.timeout = this.requestTimeout;
+        request.withCredentials = this.withCredentials;
+        for (const mutate of this.mutators[type] || []) {
+            mutate(request);
+        }
+        return request;
+    }
+
+    /** Add `func(request)` to the mutators of a request type ('connect', 'message', ...). */
+    addMutator(type, func) {
+        if (!this.mutators[type]) {
+            this.mutators[type] = [];
+        }
+        this.mutators[type].push(func);
+    }
+
+    /** Ask the web app for a connection (`connectUrl`), then listen. */
+    connect() {
+        this._stopped = false;
+        this._watchOnline(true);
+        this._clearRetry();
+        if (this._connectRequest) {
+            this._connectRequest.abort();
+        }
+        this._setState(this.state === ConnectionState.RECONNECTING ? ConnectionState.RECONNECTING
+            : ConnectionState.CONNECTING);
+        const wanted = [...(this.channels || [])];
+        const request = this._request('connect', this.connectUrl, {
+            username: this.username,
+            channels: this.channels,
+        });
+        request.handleError = (xhr, data) => {
+            this._connectRequest = null;
+            this._handleConnectError(xhr, data);
+        };
+        request.handleResponse = (xhr, data) => {
+            this._connectRequest = null;
+            this._handleConnect(xhr, data, wanted);
+        };
+        this._connectRequest = request;
+        request.execute();
+    }
+
+    /** Update the user's state through the web app (`userStateUrl`). */
+    updateUserState(stateObj) {
+        const request = this._request('userState', this.userStateUrl, {
+            username: this.username,
+            conn_id: this.connectionId,
+            update_state: stateObj,
+        });
+        request.handleError = this._handleSetUserStateError.bind(this);
+        request.handleResponse = this._handleSetUserState.bind(this);
+        request.execute();
+    }
+
+    /** Join channels through the web app (`subscribeUrl`); nothing is sent for none. */
+    subscribe(channels) {
+        const request = this._request('subscribe', this.subscribeUrl, {
+            channels: channels,
+            conn_id: this.connectionId,
+        });
+        request.handleError = this._handleSubscribeError.bind(this);
+        request.handleResponse = this._handleSubscribe.bind(this);
+        if (request.body.channels && request.body.channels.length) {
+            request.execute('POST');
+        }
+    }
+
+    /** Leave channels through the web app (`unsubscribeUrl`). */
+    unsubscribe(channels) {
+        const request = this._request('unsubscribe', this.unsubscribeUrl, {
+            channels: channels,
+            conn_id: this.connectionId,
+        });
+        request.handleError = this._handleUnsubscribeError.bind(this);
+        request.handleResponse = this._handleUnsubscribe.bind(this);
+        request.execute('POST');
+    }
+
+    /** The channels of `channels` not joined yet. */
+    calculateSubscribe(channels) {
+        return (channels || []).filter((channel) => this.channels.indexOf(channel) === -1);
+    }
+
+    /** The channels of `channels` that are joined. */
+    calculateUnsubscribe(channels) {
+        return (channels || []).filter((channel) => this.channels.indexOf(channel) !== -1);
+    }
+
+    /** End the connection (`disconnectUrl?conn_id=...`) and stop listening for good. */
+    disconnect() {
+        const request = this._request(
+            'disconnect',
+            withConnId(this.disconnectUrl, this.connectionId),
+            {conn_id: this.connectionId},
+        );
+        request.handleResponse = this._handleDisconnect.bind(this);
+        request.handleError = this._handleDisconnectError.bind(this);
+        if (this.disconnectUrl && this.connectionId) {
+            request.execute();
+        }
+        this.close();
+    }
+
+    /** POST a message object to the web app (`messageUrl`). */
+    message(message) {
+        const request = this._request('message', this.messageUrl, message);
+        request.handleError = this._handleMessageError.bind(this);
+        request.handleResponse = this._handleMessage.bind(this);
+        request.execute('POST');
+    }
+
+    /** DELETE a message through the web app (`messageDeleteUrl`, JSON body). */
+    delete(message) {
+        const request = this._request('messageDelete', this.messageDeleteUrl, message, 'DELETE');
+        request.handleError = this._handleMessageDeleteError.bind(this);
+        request.handleResponse = this._handleMessageDelete.bind(this);
+        request.execute('DELETE');
+    }
+
+    /** PATCH a message through the web app (`messageEditUrl`). */
+    edit(message) {
+        const request = this._request('messageEdit', this.messageEditUrl, message, 'PATCH');
+        request.handleError = this._handleMessageEditError.bind(this);
+        request.handleResponse = this._handleMessageEdit.bind(this);
+        request.execute('PATCH');
+    }
+
+    // ---------------------------------------------------------------- listening
+
+    _transportAvailable(name) {
+        if (name === 'websocket') {
+            return !this.noWebsocket && typeof window.WebSocket === 'function'
+                && Boolean(this._websocketUrl());
+        }
+        if (name === 'sse') {
+            return typeof window.EventSource === 'function' && Boolean(this._sseUrl());
+        }
+        if (name === 'longpoll') {
+            return Boolean(this._longPollUrl());
+        }
+        return false;
+    }
+
+    _websocketUrl() {
+        if (this.websocketUrl) {
+            return absoluteUrl(this.websocketUrl, true);
+        }
+        return siblingUrl(this.longPollUrl || this.sseUrl, 'ws', true);
+    }
+
+    _sseUrl() {
+        if (this.sseUrl) {
+            return absoluteUrl(this.sseUrl, false);
+        }
+        return siblingUrl(this.longPollUrl || this.websocketUrl, 'sse', false);
+    }
+
+    _longPollUrl() {
+        if (this.longPollUrl) {
+            return absoluteUrl(this.longPollUrl, false);
+        }
+        return siblingUrl(this.sseUrl || this.websocketUrl, 'listen', false);
+    }
+
+    /** Open a listener for `connectionId`: the first transport that works. */
+    startListening(request, data) {
+        this.beforeListeningCallback(request, data);
+        this._ladder = this.transports.filter((name) => this._transportAvailable(name));
+        const working = this._ladder.indexOf(this._workingTransport);
+        this._rung = working === -1 ? 0 : working;
+        this._openRung();
+    }
+
+    _openRung() {
+        this._closeListener();
+        const name = this._ladder[this._rung];
+        if (name === 'websocket') {
+            this.openWebsocket();
+        } else if (name === 'sse') {
+            this.openSSE();
+        } else if (name === 'longpoll') {
+            this.openLongPoll();
+        } else {
+            this._log('no transport available', this.transports);
+            this.listenErrorCallback(null, {error: 'no transport available'});
+        }
+    }
+
+    /** Listen over a websocket. */
+    openWebsocket() {
+        const generation = this._newListener('websocket');
+        let websocket;
+        try {
+            websocket = new WebSocket(withConnId(this._websocketUrl(), this.connectionId));
+        } catch (error) { // e.g. refused by the page's Content-Security-Policy
+            this._failLater(generation, error);
+            return;
+        }
+        let opened = false;
+        this.websocket = websocket;
+        websocket.onopen = (event) => {
+            if (generation !== this._generation) {
+                return;
+            }
+            opened = true;
+            this._handleListenOpen(event);
+            this.createHeartBeats();
+        };
+        websocket.onmessage = (event) => {
+            if (generation === this._generation) {
+                this._handleListenWSMessageEvent(event);
+            }
+        };
+        websocket.onerror = (event) => {
+            if (generation === this._generation) {
+                this._handleListenErrorEvent(event);
+            }
+        };
+        websocket.onclose = (event) => {
+            if (generation === this._generation) {
+                this._handleWebsocketCloseEvent(event, opened);
+            }
+        };
+    }
+
+    /** Listen over server-sent events. */
+    openSSE() {
+        const generation = this._newListener('sse');
+        let source;
+        try {
+            source = new EventSource(withConnId(this._sseUrl(), this.connectionId));
+        } catch (error) {
+            this._failLater(generation, error);
+            return;
+        }
+        let opened = false;
+        this._eventSource = source;
+        source.onopen = (event) => {
+            if (generation === this._generation && !opened) {
+                opened = true;
+                this._handleListenOpen(event);
+            }
+        };
+        source.onmessage = (event) => {
+            if (generation === this._generation) {
+                this._receive(JSON.parse(event.data));
+            }
+        };
+        source.addEventListener('close', (event) => {
+            if (generation === this._generation) {
+                source.close();
+                this._listenClosed(parseInt(event.data, 10) || ABNORMAL, true, event);
+            }
+        });
+        source.onerror = (event) => {
+            if (generation !== this._generation) {
+                return;
+            }
+            source.close(); // reconnects are ours (back-off, 4001), not EventSource's
+            this._handleListenErrorEvent(event);
+            this._listenClosed(ABNORMAL, opened, event);
+        };
+    }
+
+    /** Listen by long polling. */
+    openLongPoll() {
+        const generation = this._newListener('longpoll');
+        this._poll(generation, false);
+    }
+
+    _poll(generation, opened) {
+        const request = new ChannelStreamRequest(withConnId(this._longPollUrl(), this.connectionId));
+        request.timeout = this.longPollTimeout;
+        request.handleResponse = (xhr, data) => {
+            if (generation !== this._generation) {
+                return;
+            }
+            if (!opened) {
+                opened = true;
+                this._handleListenOpen(xhr, data);
+            }
+            this._heard();
+            this._receive(Array.isArray(data) ? data : []);
+            if (generation === this._generation) {
+                this._poll(generation, true);
+            }
+        };
+        request.handleError = (xhr, data) => {
+            if (generation !== this._generation) {
+                return;
+            }
+            // 401: unknown connection (never existed, collected, or disconnected); 422: bad id
+            const code = xhr.status === 401 || xhr.status === 422 ? UNKNOWN_CONNECTION : ABNORMAL;
+            this._handleListenErrorEvent(xhr, data);
+            this._listenClosed(code, opened || code === UNKNOWN_CONNECTION, xhr);
+        };
+        this._ajaxListen = request;
+        request.execute('GET');
+    }
+
+    /** A listener that could not even be created: report it as one that did not open. */
+    _failLater(generation, error) {
+        setTimeout(() => {
+            if (generation === this._generation) {
+                this._handleListenErrorEvent(null, error);
+                this._listenClosed(ABNORMAL, false, null);
+            }
+        }, 0);
+    }
+
+    _newListener(transport) {
+        this._closeListener();
+        this._generation += 1;
+        this.transport = transport;
+        this._lastHeard = 0;
+        return this._generation;
+    }
+
+    /** Tear down the current listener without reporting anything. */
+    _closeListener() {
+        this._generation += 1;
+        if (this._heartbeat !== undefined) {
+            clearInterval(this._heartbeat);
+            this._heartbeat = undefined;
+        }
+        this._stopWatchdog();
+        if (this.websocket) {
+            const websocket = this.websocket;
+            websocket.onopen = websocket.onmessage = websocket.onerror = websocket.onclose = null;
+            if (websocket.readyState === WS_CONNECTING || websocket.readyState === WS_OPEN) {
+                websocket.close();
+            }
+            this.websocket = null;
+        }
+        if (this._eventSource) {
+            this._eventSource.close();
+            this._eventSource = null;
+        }
+        if (this._ajaxListen) {
+            this._ajaxListen.abort();
+            this._ajaxListen = null;
+        }
+        this.connected = false;
+    }
+
+    /** Start sending heartbeats over the websocket (every `heartbeatInterval` ms). */
+    createHeartBeats() {
+        if (this._heartbeat === undefined && this.websocket !== null && this.heartbeats) {
+            this._heartbeat = setInterval(this._sendHeartBeat.bind(this), this.heartbeatInterval);
+        }
+    }
+
+    _sendHeartBeat() {
+        if (this.websocket && this.websocket.readyState === WS_OPEN && this.heartbeats) {
+            this.websocket.send(JSON.stringify({type: 'heartbeat'}));
+        }
+    }
+
+    _heard() {
+        this._lastHeard = Date.now();
+    }
+
+    _startWatchdog() {
+        this._stopWatchdog();
+        if (!this.heartbeatTimeout || this.transport === 'longpoll') {
+            return; // a long poll has its own timeout
+        }
+        const generation = this._generation;
+        const period = Math.max(250, Math.min(this.heartbeatTimeout / 3, 5000));
+        this._watchdogTimer = setInterval(() => {
+            if (generation !== this._generation) {
+                return;
+            }
+            if (this._serverSendsHeartbeats && Date.now() - this._lastHeard > this.heartbeatTimeout) {
+                this._log('no heartbeat for', this.heartbeatTimeout, 'ms: reconnecting');
+                this._closeListener();
+                this._listenClosed(ABNORMAL, true, null);
+            }
+        }, period);
+    }
+
+    _stopWatchdog() {
+        if (this._watchdogTimer !== null) {
+            clearInterval(this._watchdogTimer);
+            this._watchdogTimer = null;
+        }
+        this._serverSendsHeartbeats = false;
+    }
+
+    _handleListenOpen(request, data) {
+        this.connected = true;
+        this._workingTransport = this.transport;
+        this._heard();
+        this._startWatchdog();
+        this._setState(ConnectionState.CONNECTED);
+        this.listenOpenedCallback(request, data);
+    }
+
+    _handleListenWSMessageEvent(event) {
+        this._heard();
+        this._receive(JSON.parse(event.data));
+    }
+
+    /** Frames from any transport: heartbeats noted, replays dropped, the rest handed over. */
+    _receive(frames) {
+        this._heard();
+        if (!Array.isArray(frames)) {
+            return;
+        }
+        if (frames.length === 0) {
+            this._serverSendsHeartbeats = true;
+            this._attempts = 0; // a listener that hears the server is a healthy one
+            this._currentBounceIv = 0;
+            return;
+        }
+        this._attempts = 0;
+        this._currentBounceIv = 0;
+        const fresh = frames.filter((frame) => this._firstSight(frame));
+        if (fresh.length) {
+            this._handleListenMessageEvent(fresh);
+        }
+    }
+
+    /** False for a catchup replay of a frame this page already got. */
+    _firstSight(frame) {
+        if (!frame || !frame.uuid) {
+            return true;
+        }
+        const key = [frame.type, frame.uuid, frame.edited || ''].join('|');
+        if (this._seen.has(key)) {
+            return !frame.catchup;
+        }
+        this._seen.add(key);
+        this._seenOrder.push(key);
+        if (this._seenOrder.length > 2000) {
+            this._seen.delete(this._seenOrder.shift());
+        }
+        return true;
+    }
+
+    _handleListenMessageEvent(data) {
+        this.listenMessageCallback(data);
+    }
+
+    _handleWebsocketCloseEvent(event, opened) {
+        this._listenClosed(event.code, opened, event);
+    }
+
+    _handleListenErrorEvent(request, data) {
+        this.listenErrorCallback(request, data);
+    }
+
+    /** The listener ended with a websocket close code: stop, connect anew, or re-attach. */
+    _listenClosed(code, opened, event) {
+        this._closeListener();
+        if (this._stopped) {
+            return;
+        }
+        this.listenCloseCallback(event, {code: code, transport: this.transport});
+        if (code === WS_NORMAL || code === WS_POLICY) {
+            // disconnected for good (/disconnect), or this page's origin is refused
+            this._stop(ConnectionState.CLOSED);
+            this.connectionClosedCallback();
+            return;
+        }
+        if (!this.shouldReconnect) {
+            this._stop(ConnectionState.CLOSED);
+            return;
+        }
+        if (code === UNKNOWN_CONNECTION) {
+            this.connectionId = null;
+            this.retryConnection();
+            return;
+        }
+        if (!opened && this._rung + 1 < this._ladder.length) {
+            this._rung += 1; // this transport cannot open here: try the next one now
+            this._log('falling back to', this._ladder[this._rung]);
+            this._setState(ConnectionState.RECONNECTING);
+            this._openRung();
+            return;
+        }
+        if (!opened) {
+            this._workingTransport = null; // nothing opened: start from the preferred one
+        }
+        this._scheduleRetry(() => this.startListening(null, null));
+    }
+
+    _nextDelay() {
+        const ceiling = Math.min(this.maxBounceIv, this.increaseBounceIv * 2 ** this._attempts);
+        this._attempts = Math.min(this._attempts + 1, 30);
+        this._currentBounceIv = ceiling;
+        return ceiling / 2 + Math.random() * (ceiling / 2);
+    }
+
+    _scheduleRetry(action) {
+        this._clearRetry();
+        this._setState(ConnectionState.RECONNECTING);
+        const delay = this._nextDelay();
+        this._log('retrying in', Math.round(delay), 'ms');
+        this._retryAction = action;
+        this._retryTimer = setTimeout(() => {
+            this._retryTimer = null;
+            this._retryAction = null;
+            if (!this._stopped) {
+                action();
+            }
+        }, delay);
+    }
+
+    _retryNow() {
+        if (this._retryTimer !== null && this._retryAction) {
+            const action = this._retryAction;
+            this._clearRetry();
+            action();
+        }
+    }
+
+    _clearRetry() {
+        if (this._retryTimer !== null) {
+            clearTimeout(this._retryTimer);
+            this._retryTimer = null;
+        }
+        this._retryAction = null;
+    }
+
+    /** Call `connect()` again after the back-off delay. */
+    retryConnection() {
+        if (!this.shouldReconnect || this._stopped) {
+            return;
+        }
+        this._scheduleRetry(() => this.connect());
+    }
+
+    _watchOnline(on) {
+        if (on && !this._onlineListening) {
+            window.addEventListener('online', this._onlineListener);
+            this._onlineListening = true;
+        } else if (!on && this._onlineListening) {
+            window.removeEventListener('online', this._onlineListener);
+            this._onlineListening = false;
+        }
+    }
+
+    _stop(state) {
+        this._stopped = true;
+        this._clearRetry();
+        this._closeListener();
+        this._watchOnline(false);
+        this._setState(state);
+    }
+
+    /** Stop for good: close the listener, cancel retries and timers (`connect()` restarts). */
+    close() {
+        if (this._connectRequest) {
+            this._connectRequest.abort();
+            this._connectRequest = null;
+        }
+        this._stop(ConnectionState.CLOSED);
+        this.connectionClosedCallback();
+    }
+
+    /** The 0.7 name of `close()`. */
+    closeConnection() {
+        this.close();
+    }
+
+    _setState(state) {
+        if (this.state !== state) {
+            this.state = state;
+            this.connectionStateCallback(state, this.transport);
+        }
+    }
+
+    _log(...args) {
+        if (this.debug) {
+            console.log('channelstream:', ...args);
+        }
+    }
+
+    // ---------------------------------------------------------------- responses
+
+    _handleConnect(request, data, wanted) {
+        if (this._stopped) {
+            return;
+        }
+        this._currentBounceIv = 0;
+        this.connectionId = data.conn_id;
+        this.channels = data.channels || [];
+        this.channelsChangedCallback(this.channels);
+        this.connectCallback(request, data);
+        const missing = (wanted || []).filter((channel) => this.channels.indexOf(channel) === -1);
+        if (missing.length && this.subscribeUrl) {
+            this.subscribe(missing); // a reconnect keeps the channels joined since connect()
+        }
+        this.startListening(request, data);
+    }
+
+    _handleConnectError(request, data) {
+        this.connected = false;
+        this.connectErrorCallback(request, data);
+        this.retryConnection();
+    }
+
+    _handleListenError(request, data) {
+        this.connected = false;
+        this.retryConnection();
+    }
+
+    _handleDisconnect(request, data) {
+        this.connected = false;
+        this.disconnectCallback(request, data);
+    }
+
+    _handleDisconnectError(request, data) {
+        this._log('disconnect failed', request, data);
+    }
+
+    _handleMessage(request, data) {
+        this.messageCallback(request, data);
+    }
+
+    _handleMessageError(request, data) {
+        this.messageErrorCallback(request, data);
+    }
+
+    _handleMessageEdit(request, data) {
+        this.messageEditCallback(request, data);
+    }
+
+    _handleMessageEditError(request, data) {
+        this.messageEditErrorCallback(request, data);
+    }
+
+    _handleMessageDelete(request, data) {
+        this.messageDeleteCallback(request, data);
+    }
+
+    _handleMessageDeleteError(request, data) {
+        this.messageDeleteErrorCallback(request, data);
+    }
+
+    _handleSubscribe(request, data) {
+        this.channels = data.channels;
+        this.channelsChangedCallback(this.channels);
+        this.subscribeCallback(request, data);
+    }
+
+    _handleSubscribeError(request, data) {
+        this.subscribeErrorCallback(request, data);
+    }
+
+    _handleUnsubscribe(request, data) {
+        this.channels = data.channels;
+        this.channelsChangedCallback(this.channels);
+        this.unsubscribeCallback(request, data);
+    }
+
+    _handleUnsubscribeError(request, data) {
+        this.unsubscribeErrorCallback(request, data);
+    }
+
+    _handleSetUserState(request, data) {
+        this.setUserStateCallback(request, data);
+    }
+
+    _handleSetUserStateError(request, data) {
+        this.setUserStateErrorCallback(request, data);
+    }
+
+    // ---------------------------------------------------------------- callbacks (override)
+
+    /** Messages arrived (an array of message objects; heartbeats are not passed on). */
+    listenMessageCallback(messages) {
+        this._log('listenMessageCallback', messages);
+    }
+
+    /** A listener opened (once per websocket, event stream or long-poll session). */
+    listenOpenedCallback(request, data) {
+        this._log('listenOpenedCallback', request, data);
+    }
+
+    /** A listener closed; `data` is `{code, transport}` (websocket close codes). */
+    listenCloseCallback(request, data) {
+        this._log('listenCloseCallback', request, data);
+    }
+
+    /** A listener failed (the error event, or the long poll's XMLHttpRequest). */
+    listenErrorCallback(request, data) {
+        this._log('listenErrorCallback', request, data);
+    }
+
+    /** Called before a listener opens (with the connect request and its answer). */
+    beforeListeningCallback(request, data) {
+        this._log('beforeListeningCallback', request, data);
+    }
+
+    /** The state changed: 'connecting', 'connected', 'reconnecting' or 'closed'. */
+    connectionStateCallback(state, transport) {
+        this._log('connectionStateCallback', state, transport);
+    }
+
+    /** Listening stopped for good (`close()`, `disconnect()`, or a final close). */
+    connectionClosedCallback() {
+        this._log('connectionClosedCallback');
+    }
+
+    channelsChangedCallback(channels) {
+        this._log('channelsChangedCallback', channels);
+    }
+
+    connectCallback(request, data) {
+        this._log('connectCallback', request, data);
+    }
+
+    connectErrorCallback(request, data) {
+        this._log('connectErrorCallback', request, data);
+    }
+
+    disconnectCallback(request, data) {
+        this._log('disconnectCallback', request, data);
+    }
+
+    messageCallback(request, data) {
+        this._log('messageCallback', request, data);
+    }
+
+    messageErrorCallback(request, data) {
+        this._log('messageErrorCallback', request, data);
+    }
+
+    messageEditCallback(request, data) {
+        this._log('messageEditCallback', request, data);
+    }
+
+    messageEditErrorCallback(request, data) {
+        this._log('messageEditErrorCallback', request, data);
+    }
+
+    messageDeleteCallback(request, data) {
+        this._log('messageDeleteCallback', request, data);
+    }
+
+    messageDeleteErrorCallback(request, data) {
+        this._log('messageDeleteErrorCallback', request, data);
+    }
+
+    subscribeCallback(request, data) {
+        this._log('subscribeCallback', request, data);
+    }
+
+    subscribeErrorCallback(request, data) {
+        this._log('subscribeErrorCallback', request, data);
+    }
+
+    unsubscribeCallback(request, data) {
+        this._log('unsubscribeCallback', request, data);
+    }
+
+    unsubscribeErrorCallback(request, data) {
+        this._log('unsubscribeErrorCallback', request, data);
+    }
+
+    setUserStateCallback(request, data) {
+        this._log('setUserStateCallback', request, data);
+    }
+
+    setUserStateErrorCallback(request, data) {
+        this._log('setUserStateErrorCallback', request, data);
+    }
+}
+
+export default ChannelStreamConnection;
