@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv run test lint format settings-doc
+.PHONY: help venv run demo test lint format settings-doc
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -23,17 +23,20 @@ $(STAMP): setup.py
 run: venv ## Serve development.ini on http://127.0.0.1:8000 (in-memory broker)
 	$(BIN)/channelstream -i development.ini
 
+demo: venv ## Serve channelstream (:8000) and the chat demo on http://127.0.0.1:6543 (Ctrl-C stops both)
+	$(BIN)/python examples/chat/run.py
+
 test: venv ## Run the whole test suite
 	$(BIN)/pytest
 
 lint: venv ## ruff check, ruff format --check, mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy src
 
 format: venv ## Fix what ruff can fix and format the code
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests examples
+	$(BIN)/ruff format src tests examples
 
 settings-doc: venv ## Regenerate the settings table in README.md from the settings table
 	$(BIN)/channelstream_utils settings_doc --readme README.md
