@@ -1,0 +1,318 @@
+"""The chat demo (examples/chat) in headless Chromium, with channelstream and the demo web app
+as real processes: several users in their own browser contexts, presence, messages, edits,
+deletes, direct messages, reconnecting after a restart or a killed connection, and the
+server-sent events and long-poll fallbacks of the browser client (static/channelstream.js).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.contexts import BrowserContexts
+from tests.browser.tcpproxy import TcpProxy
+from tests.e2e.conftest import REPO_ROOT, RunningServer
+
+pytest.importorskip("playwright", reason="Playwright for Python is not installed")
+from playwright.sync_api import expect  # noqa: E402
+
+SECRET = "browser-demo-secret"
+DEMO_DIR = REPO_ROOT / "examples" / "chat"
+WAIT_MS = 15_000
+# fast reconnects for tests (the defaults start at about 1-2 s and double up to a minute)
+FAST = {"increaseBounceIv": 100, "maxBounceIv": 1000}
+NO_WEBSOCKET = "Object.defineProperty(window, 'WebSocket', {value: undefined, configurable: true});"
+NO_EVENTSOURCE = (
+    "Object.defineProperty(window, 'EventSource', {value: undefined, configurable: true});"
+)
+
+
+def demo_ini(channelstream_port: int) -> str:
+    return textwrap.dedent(
+        f"""\
+        [app:main]
+        use = call:chat_demo:main
+        channelstream.url = http://127.0.0.1:{channelstream_port}
+        channelstream.secret = {SECRET}
+        channelstream.timeout = 5
+        chat.channels = lobby, random
+        chat.session_secret = browser-demo-session-secret
+
+        [server:main]
+        use = egg:channelstream
+        host = 127.0.0.1
+        port = {{port}}
+        """
+    )
+
+
+@dataclass
+class ChatDemo:
+    channelstream: RunningServer
+    demo: RunningServer
+    start_server: Callable[..., RunningServer]
+
+    def restart_channelstream(self) -> None:
+        """Stop channelstream (SIGTERM) and start a fresh one on the same port: every
+        connection and channel it had is gone."""
+        port = self.channelstream.port
+        assert self.channelstream.stop() == 0
+        self.channelstream = self.start_server(settings={"secret": SECRET}, port=port)
+
+
+@pytest.fixture
+def chat(start_server: Callable[..., RunningServer]) -> ChatDemo:
+    channelstream = start_server(settings={"secret": SECRET})
+    demo = start_server(
+        ini_text=demo_ini(channelstream.port),
+        command="pserve",
+        env={"PYTHONPATH": str(DEMO_DIR)},
+    )
+    return ChatDemo(channelstream, demo, start_server)
+
+
+@pytest.fixture
+def contexts(
+    browser: Any, chat: ChatDemo, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    """Browser contexts, closed before the servers stop (`chat` is set up first)."""
+    opened = BrowserContexts(browser, tmp_path)
+    yield opened
+    report = getattr(request.node, "report_call", None)
+    opened.close(failed=report is None or report.failed)
+
+
+@pytest.fixture
+def proxies() -> Iterator[Callable[[int], TcpProxy]]:
+    opened: list[TcpProxy] = []
+
+    def open_proxy(port: int) -> TcpProxy:
+        proxy = TcpProxy(port)
+        opened.append(proxy)
+        return proxy
+
+    yield open_proxy
+    for proxy in opened:
+        proxy.close()
+
+
+def sign_in(
+    contexts: BrowserContexts,
+    chat: ChatDemo,
+    name: str,
+    options: dict[str, Any] | None = None,
+    init_script: str = "",
+) -> Any:
+    """A new browser context signed in to the demo as `name`, connected to channelstream."""
+    script = f"window.CHAT_DEMO_OPTIONS = {json.dumps({**FAST, **(options or {})})};"
+    page = contexts.new_page(init_script=script + init_script)
+    page.goto(chat.demo.base_url + "/")
+    page.fill("#username", name)
+    page.click("button[type=submit]")
+    expect(page.locator("#me")).to_have_text(name)
+    indicator = page.locator("#connection")
+    expect(indicator).to_have_attribute("data-state", "connected", timeout=WAIT_MS)
+    return page
+
+
+def names(*bases: str) -> list[str]:
+    suffix = uuid.uuid4().hex[:6]
+    return [f"{base}-{suffix}" for base in bases]
+
+
+def presence(page: Any, user: str) -> Any:
+    return page.locator(f'#presence li[data-user="{user}"]')
+
+
+def channel_message(page: Any, user: str, text: str) -> Any:
+    return page.locator(f'#messages li[data-user="{user}"]', has_text=text)
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#message-text", text)
+    page.press("#message-text", "Enter")
+
+
+def edit(page: Any, message: Any, text: str) -> None:
+    """Edit one's own message through the page's edit form."""
+    item = page.locator(f'li[data-uuid="{message.get_attribute("data-uuid")}"]')
+    item.locator(".edit").click()
+    item.locator(".edit-text").fill(text)
+    item.locator(".save").click()
+
+
+def connection_id(page: Any) -> str:
+    return str(page.evaluate("window.chatConnection.connectionId"))
+
+
+def test_two_users_see_each_other_with_their_status(contexts, chat):
+    alice_name, bob_name = names("alice", "bob")
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(contexts, chat, bob_name)
+    expect(presence(alice, bob_name)).to_have_attribute("data-status", "available", timeout=WAIT_MS)
+    expect(presence(bob, alice_name)).to_have_attribute("data-status", "available")
+    expect(presence(bob, bob_name)).to_be_visible()
+    bob.select_option("#status", "away")
+    expect(presence(alice, bob_name)).to_have_attribute("data-status", "away", timeout=WAIT_MS)
+    expect(presence(alice, bob_name).locator(".status")).to_have_text("away")
+    expect(alice.locator("#connection")).to_have_text("connected (websocket)")
+
+
+def test_a_message_its_edit_and_its_delete_reach_the_other_user(contexts, chat):
+    alice_name, bob_name = names("alice", "bob")
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(contexts, chat, bob_name)
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+
+    send(alice, "hello bob")
+    on_bob = channel_message(bob, alice_name, "hello bob")
+    expect(on_bob).to_be_visible(timeout=WAIT_MS)
+    expect(on_bob.locator(".edit")).to_have_count(0)  # only the author may change it
+
+    edit(alice, channel_message(alice, alice_name, "hello bob"), "hello bob, edited")
+    edited = bob.locator(f'#messages li[data-user="{alice_name}"]')
+    expect(edited.locator(".text")).to_have_text("hello bob, edited", timeout=WAIT_MS)
+    expect(edited.locator(".edited")).to_be_visible()
+
+    channel_message(alice, alice_name, "hello bob, edited").locator(".delete").click()
+    expect(bob.locator(f'#messages li[data-user="{alice_name}"]')).to_have_count(0, timeout=WAIT_MS)
+    expect(alice.locator(f'#messages li[data-user="{alice_name}"]')).to_have_count(0)
+
+
+def test_a_direct_message_reaches_only_its_recipient(contexts, chat):
+    alice_name, bob_name, carol_name = names("alice", "bob", "carol")
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(contexts, chat, bob_name)
+    carol = sign_in(contexts, chat, carol_name)
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+    expect(presence(alice, carol_name)).to_be_visible(timeout=WAIT_MS)
+
+    alice.select_option("#dm-to", bob_name)
+    alice.fill("#dm-text", "just for you, bob")
+    alice.press("#dm-text", "Enter")
+    received = bob.locator("#direct-messages li", has_text="just for you, bob")
+    expect(received).to_be_visible(timeout=WAIT_MS)
+    expect(received).to_have_attribute("data-peer", alice_name)
+    expect(alice.locator("#direct-messages li", has_text="just for you, bob")).to_contain_text(
+        f"to {bob_name}"
+    )
+    # carol gets what alice says next in the channel, so she would have had the DM by now
+    send(alice, "now for everyone")
+    expect(channel_message(carol, alice_name, "now for everyone")).to_be_visible(timeout=WAIT_MS)
+    expect(carol.locator("#direct-messages li")).to_have_count(0)
+    expect(carol.locator("body")).not_to_contain_text("just for you, bob")
+
+
+def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_meanwhile(
+    contexts, chat, proxies
+):
+    """Bob reaches channelstream through a proxy that is blocked while it restarts: alice
+    reconnects first and writes; when bob gets through, the new server does not know his
+    connection (4001), so his client connects anew through the web app and the channel's
+    history shows him what alice wrote."""
+    contexts.allow_network_errors()
+    alice_name, bob_name = names("alice", "bob")
+    proxy = proxies(chat.channelstream.port)
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(
+        contexts,
+        chat,
+        bob_name,
+        {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
+    )
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+    old_alice, old_bob = connection_id(alice), connection_id(bob)
+
+    proxy.block()
+    proxy.cut()
+    chat.restart_channelstream()
+    alice.wait_for_function(
+        f"chatConnection.connectionId !== {json.dumps(old_alice)}"
+        " && chatConnection.state === 'connected'",
+        timeout=WAIT_MS,
+    )
+    expect(bob.locator("#connection")).not_to_have_attribute("data-state", "connected")
+    send(alice, "sent while bob was away")
+    expect(channel_message(alice, alice_name, "sent while bob was away")).to_be_visible(
+        timeout=WAIT_MS
+    )
+
+    proxy.unblock()
+    expect(channel_message(bob, alice_name, "sent while bob was away")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
+    assert connection_id(bob) != old_bob
+    send(bob, "bob is back")
+    expect(channel_message(alice, bob_name, "bob is back")).to_be_visible(timeout=WAIT_MS)
+
+
+def test_after_a_killed_connection_the_client_reattaches_and_catches_up(contexts, chat, proxies):
+    """The connection is cut while channelstream keeps running: the client re-attaches with
+    the same conn_id and the server replays what was sent meanwhile (catchup)."""
+    contexts.allow_network_errors()
+    alice_name, bob_name = names("alice", "bob")
+    proxy = proxies(chat.channelstream.port)
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(
+        contexts,
+        chat,
+        bob_name,
+        {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
+    )
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+    old_bob = connection_id(bob)
+
+    proxy.block()
+    proxy.cut()
+    expect(bob.locator("#connection")).to_have_attribute(
+        "data-state", "reconnecting", timeout=WAIT_MS
+    )
+    send(alice, "sent while the line was cut")
+    expect(channel_message(alice, alice_name, "sent while the line was cut")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    proxy.unblock()
+    expect(channel_message(bob, alice_name, "sent while the line was cut")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
+    assert connection_id(bob) == old_bob  # re-attached: no new connection
+    assert proxy.connections_made >= 2
+
+
+@pytest.mark.parametrize(
+    ("disabled", "transport"),
+    [(NO_WEBSOCKET, "sse"), (NO_WEBSOCKET + NO_EVENTSOURCE, "longpoll")],
+    ids=["sse", "long-poll"],
+)
+def test_without_websocket_the_page_falls_back_and_still_delivers(
+    contexts, chat, disabled, transport
+):
+    alice_name, bob_name = names("alice", "bob")
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(contexts, chat, bob_name, init_script=disabled)
+    expect(bob.locator("#connection")).to_have_text(f"connected ({transport})")
+    assert bob.evaluate("typeof window.WebSocket") == "undefined"
+    expect(presence(bob, alice_name)).to_be_visible(timeout=WAIT_MS)
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+
+    send(alice, f"to bob over {transport}")
+    expect(channel_message(bob, alice_name, f"to bob over {transport}")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    edit(alice, channel_message(alice, alice_name, f"to bob over {transport}"), "edited")
+    expect(bob.locator(f'#messages li[data-user="{alice_name}"] .text')).to_have_text(
+        "edited", timeout=WAIT_MS
+    )
+    send(bob, f"from bob over {transport}")
+    expect(channel_message(alice, bob_name, f"from bob over {transport}")).to_be_visible(
+        timeout=WAIT_MS
+    )
