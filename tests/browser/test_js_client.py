@@ -23,8 +23,6 @@ from channelstream.client import ChannelstreamClient, ChannelstreamHTTPError
 from tests.browser.contexts import BrowserContexts
 from tests.e2e.conftest import RunningServer
 
-pytest.importorskip("playwright", reason="Playwright for Python is not installed")
-
 SECRET = "browser-js-client-secret"
 WAIT_MS = 15_000
 CHANNEL_CONFIG = {"notify_presence": True, "notify_state": True, "store_history": True}
