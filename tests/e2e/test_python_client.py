@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import pytest
 from pyramid.config import Configurator
 
-from channelstream.api import ROUTES
 from channelstream.client import (
     ChannelstreamClient,
     ChannelstreamConnectionError,
@@ -241,15 +240,20 @@ def test_max_connections_is_an_unavailable_error(start_server):
     assert error.value.body["error"] == "unavailable"
 
 
-def test_admin_info(client):
-    if "admin_json" in ROUTES:
-        info = client.admin_info()
-        assert isinstance(info, dict)
-    else:  # the admin endpoint is not there (yet): a typed 404
-        with pytest.raises(NotFoundError) as error:
-            client.admin_info()
-        assert error.value.status == 404
-        assert error.value.body["error"] == "not_found"
+def test_admin_info_is_the_admin_json(client, names):
+    alice, room = names("alice"), names("room")
+    conn_id = client.connect(alice, [room])["conn_id"]
+    info = client.admin_info()
+    assert room in info["channels"]
+    assert any(c["conn_id"] == conn_id and c["user"] == alice for c in info["connections"])
+    assert "uptime_seconds" in info
+
+
+def test_an_unknown_endpoint_is_a_not_found_error(client):
+    with pytest.raises(NotFoundError) as error:
+        client.request("GET", "/no-such-endpoint")
+    assert error.value.status == 404
+    assert error.value.body["error"] == "not_found"
 
 
 def test_no_server_is_a_connection_error():
