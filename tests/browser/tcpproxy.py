@@ -3,7 +3,8 @@
     proxy = TcpProxy(server.port)          # browsers use http://127.0.0.1:{proxy.port}
     proxy.block()                          # new connections are refused (closed at once)
     proxy.cut()                            # every open connection is dropped
-    proxy.unblock()
+    proxy.freeze()                         # open connections stay open but carry nothing
+    proxy.unblock(); proxy.thaw()
     proxy.close()
 
 Threads pump the bytes; nothing here sleeps.
@@ -22,6 +23,7 @@ class TcpProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.blocked = False
+        self.frozen = False
         self.connections_made = 0
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -67,7 +69,8 @@ class TcpProxy:
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                target.sendall(data)
+                if not self.frozen:
+                    target.sendall(data)
         except OSError:
             pass
         finally:
@@ -88,6 +91,13 @@ class TcpProxy:
 
     def unblock(self) -> None:
         self.blocked = False
+
+    def freeze(self) -> None:
+        """Drop every byte both ways, leaving the connections open (a dead line)."""
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
 
     def cut(self) -> None:
         """Drop every open connection, both ways."""

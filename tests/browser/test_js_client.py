@@ -21,11 +21,13 @@ import pytest
 
 from channelstream.client import ChannelstreamClient, ChannelstreamHTTPError
 from tests.browser.contexts import BrowserContexts
+from tests.browser.tcpproxy import TcpProxy
 from tests.e2e.conftest import RunningServer
 
 SECRET = "browser-js-client-secret"
 WAIT_MS = 15_000
 CHANNEL_CONFIG = {"notify_presence": True, "notify_state": True, "store_history": True}
+SERVER_SETTINGS = {"secret": SECRET, "heartbeat_interval": 1}
 
 # A page written for the 0.7 JS client (@channelstream/channelstream 0.1.x): only the calls,
 # properties and callbacks of that client (reference §5.3). Only the import line changes.
@@ -239,7 +241,7 @@ class Setup:
     def restart_channelstream(self) -> None:
         port = self.channelstream.port
         assert self.channelstream.stop() == 0
-        self.channelstream = self.start_server(settings={"secret": SECRET}, port=port)
+        self.channelstream = self.start_server(settings=SERVER_SETTINGS, port=port)
 
     def open_page(self, template: str, init_script: str = "", **values: str) -> Any:
         """A page served by a fresh fake web app; returns (page, app)."""
@@ -269,7 +271,7 @@ def setup(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[Setup]:
-    channelstream = start_server(settings={"secret": SECRET})
+    channelstream = start_server(settings=SERVER_SETTINGS)
     contexts = BrowserContexts(browser, tmp_path)
     with ChannelstreamClient(channelstream.base_url, SECRET, timeout=5) as client:
         setup = Setup(channelstream, client, start_server, contexts)
@@ -494,8 +496,31 @@ def test_close_really_stops_even_while_reconnecting(setup):
         "poll": None,
     }
     # a server that comes back is not contacted again
-    setup.channelstream = setup.start_server(settings={"secret": SECRET}, port=port)
+    setup.channelstream = setup.start_server(settings=SERVER_SETTINGS, port=port)
     setup.client.message("server", {"text": "nobody listens"}, channel="room")
     assert len(app.calls_to("/connect")) == 1
     assert setup.client.disconnect(conn_id) is False  # the old server's connection is gone
     assert page.evaluate("connection.state") == "closed"
+
+
+def test_when_the_server_falls_silent_the_watchdog_reconnects(setup):
+    """A dead line (nothing comes through, nothing is closed): once the server's heartbeats
+    stop for `heartbeatTimeout`, the client drops the socket and re-attaches."""
+    setup.contexts.allow_network_errors()
+    proxy = TcpProxy(setup.channelstream.port)
+    try:
+        options = {"websocketUrl": proxy.ws_url + "/ws", "heartbeatTimeout": 2500}
+        page, _ = setup.open_page(
+            MODERN_PAGE, init_script=f"window.CLIENT_OPTIONS = {json.dumps(options)};"
+        )
+        page.wait_for_function("connection._serverSendsHeartbeats === true", timeout=WAIT_MS)
+        conn_id = page.evaluate("connection.connectionId")
+        proxy.freeze()
+        wait_for_log(page, "e.name === 'state' && e.data === 'reconnecting'")
+        proxy.thaw()
+        page.wait_for_function("connection.state === 'connected'", timeout=WAIT_MS)
+        assert page.evaluate("connection.connectionId") == conn_id  # re-attached
+        setup.client.message("server", {"text": "after the dead line"}, channel="room")
+        wait_for_frame(page, "m.message && m.message.text === 'after the dead line'")
+    finally:
+        proxy.close()
