@@ -1,6 +1,7 @@
 """`GET /sse` against a real server: the same JSON arrays as `/ws` in `data:` events,
 heartbeats, catchup on attach, and the close/expiry rules of `/ws` (API.md §3)."""
 
+import socket
 import uuid
 
 import pytest
@@ -160,3 +161,20 @@ def test_server_shutdown_closes_streams_with_1001(start_server):
         assert sse.wait_closed(timeout=10) == 1001
     finally:
         sse.close()
+
+
+def test_a_stream_that_is_not_read_is_closed_4002_and_cut(start_server):
+    """A client that stops reading: frames pile up, the listener is closed with 4002 (too
+    slow), and the writer stuck on the full socket is cut after the grace period."""
+    server = start_server(settings={"secret": SECRET, "max_queued_frames": 5})
+    api = ApiClient(server.base_url, SECRET)
+    conn_id = api.connect("alice", channels=["room"])
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET /sse?conn_id={conn_id} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        wait_for_log(server.log_text, f"sse opened: connection {conn_id}")
+        big = "x" * 500_000
+        for n in range(40):  # far more than the socket buffers hold
+            api.publish({"channel": "room", "user": "bob", "message": {"n": n, "pad": big}})
+        wait_for_log(server.log_text, f"sse closed: connection {conn_id} (code 4002)", timeout=15)
