@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,3 +265,36 @@ def run_console_script(tmp_path: Path) -> Callable[..., subprocess.CompletedProc
         )
 
     return run
+
+
+# ---------------------------------------------------------------------- per-test helpers
+# `listen` needs a `server` fixture, which each test module defines (usually module-scoped).
+
+
+@pytest.fixture
+def names() -> Callable[[str], str]:
+    """Unique user/channel names for one test: names("alice") -> "alice-1a2b3c"."""
+    suffix = uuid.uuid4().hex[:8]
+    return lambda base: f"{base}-{suffix}"
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[Any]]:
+    """Open websockets here; they are closed at teardown."""
+    opened: list[Any] = []
+    yield opened
+    for listener in opened:
+        listener.close()
+
+
+@pytest.fixture
+def listen(server: Any, listeners: list[Any]) -> Callable[..., Any]:
+    """`listen(conn_id, **kwargs)`: a WsListener on the module's server, closed at teardown."""
+    from tests.e2e.apiclient import WsListener
+
+    def open_listener(conn_id: str, **kwargs: Any) -> Any:
+        listener = WsListener.open(server.ws_url, conn_id, **kwargs)
+        listeners.append(listener)
+        return listener
+
+    return open_listener

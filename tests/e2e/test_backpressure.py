@@ -13,8 +13,6 @@ import select
 import socket
 import uuid
 
-import pytest
-
 from tests.e2e.apiclient import ApiClient, WsListener
 
 SECRET = "e2e-backpressure-secret"
@@ -39,14 +37,6 @@ def wait_readable(sock, timeout):
     """Wait until the socket has bytes to read (without reading them)."""
     readable, _, _ = select.select([sock], [], [], timeout)
     assert readable, f"nothing to read within {timeout} s"
-
-
-@pytest.fixture
-def listeners():
-    opened = []
-    yield opened
-    for listener in opened:
-        listener.close()
 
 
 def test_slow_consumer_is_closed_with_4002_and_catches_up(start_server, listeners):

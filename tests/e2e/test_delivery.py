@@ -6,12 +6,11 @@ One server is shared by the module; every test uses its own users and channels.
 
 import json
 import re
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.apiclient import ApiClient, WsListener, has_text, is_presence, wait_for_log
+from tests.e2e.apiclient import ApiClient, has_text, is_presence, wait_for_log
 
 SECRET = "e2e-delivery-secret"
 FRAME_KEYS = {"channel", "uuid", "timestamp", "user", "message", "edited", "catchup", "type"}
@@ -26,32 +25,6 @@ def server(start_module_server):
 @pytest.fixture
 def api(server):
     return ApiClient(server.base_url, SECRET)
-
-
-@pytest.fixture
-def names():
-    """Unique user/channel names for one test: names("alice") -> "alice-1a2b3c"."""
-    suffix = uuid.uuid4().hex[:8]
-    return lambda base: f"{base}-{suffix}"
-
-
-@pytest.fixture
-def listeners():
-    """Open websockets here; they are closed at teardown."""
-    opened = []
-    yield opened
-    for listener in opened:
-        listener.close()
-
-
-@pytest.fixture
-def listen(server, listeners):
-    def open_listener(conn_id, **kwargs):
-        listener = WsListener.open(server.ws_url, conn_id, **kwargs)
-        listeners.append(listener)
-        return listener
-
-    return open_listener
 
 
 def text_message(channel, text, user="sender", **extra):

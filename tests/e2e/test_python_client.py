@@ -40,12 +40,6 @@ def client(server):
 
 
 @pytest.fixture
-def names():
-    suffix = uuid.uuid4().hex[:8]
-    return lambda base: f"{base}-{suffix}"
-
-
-@pytest.fixture
 def listen(server):
     opened = []
 

@@ -38,12 +38,6 @@ def api(server):
 
 
 @pytest.fixture
-def names():
-    suffix = uuid.uuid4().hex[:8]
-    return lambda base: f"{base}-{suffix}"
-
-
-@pytest.fixture
 def streams(server):
     opened = []
 

@@ -33,30 +33,6 @@ def api(server):
     return ApiClient(server.base_url, SECRET)
 
 
-@pytest.fixture
-def names():
-    suffix = uuid.uuid4().hex[:8]
-    return lambda base: f"{base}-{suffix}"
-
-
-@pytest.fixture
-def listeners():
-    opened = []
-    yield opened
-    for listener in opened:
-        listener.close()
-
-
-@pytest.fixture
-def listen(server, listeners):
-    def open_listener(conn_id, **kwargs):
-        listener = WsListener.open(server.ws_url, conn_id, **kwargs)
-        listeners.append(listener)
-        return listener
-
-    return open_listener
-
-
 def test_unknown_conn_id_is_accepted_then_closed_with_4001(server, listen):
     ws = listen(str(uuid.uuid4()), sync=False)
     assert ws.ws.getstatus() == 101
