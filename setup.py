@@ -34,6 +34,7 @@ setup(
         "PasteDeploy>=3.0",
         "redis>=5.0",
         "swagger-ui-bundle>=1.1.0",
+        "prometheus-client>=0.17",
         "urllib3>=1.26",  # channelstream.client
     ],
     extras_require={

@@ -93,6 +93,8 @@ class Node:
         self._loops: list[gevent.Greenlet] = []
         self._last_snapshot = 0.0
         self.frames_dropped = 0  # overflows: listeners closed for falling behind (4002)
+        # frames those overflows threw away (the rejected one and the queued ones)
+        self.frames_discarded = 0
         self.broker.start(self._apply, self._restore)
 
     # ------------------------------------------------------------------ lifecycle
@@ -392,6 +394,7 @@ class Node:
                     continue
                 if not outbox.push(delivery.seq, encoded):
                     self.frames_dropped += 1
+                    self.frames_discarded += outbox.discarded + 1
                     log.warning(
                         "connection %s fell %d frames behind: closing its %s listener with 4002",
                         conn_id,

@@ -102,6 +102,13 @@ def parse_http_scheme(raw: Any) -> str:
     return text
 
 
+def parse_log_format(raw: Any) -> str:
+    text = str(raw).strip().lower() or "text"
+    if text not in {"text", "json"}:
+        raise ValueError(f"expected 'text' or 'json', got {raw!r}")
+    return text
+
+
 def parse_broker(raw: Any) -> str:
     """`memory`, or a Redis URL: redis://[:password@]host[:port][/db], rediss://, unix://."""
     text = str(raw).strip()
@@ -222,6 +229,21 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     ),
     Setting("log_level", "INFO", parse_log_level, "Python logging level."),
     Setting(
+        "log_format",
+        "text",
+        parse_log_format,
+        "text: plain log lines. json: one JSON object per line (time, level, logger, "
+        "message, and conn_id on connection events).",
+    ),
+    Setting(
+        "metrics_allow_from",
+        "",
+        parse_networks,
+        "Addresses or CIDR ranges allowed to read GET /metrics without a signature or an "
+        "admin session (comma or newline separated). Empty: admins and signed calls only.",
+        example="10.0.0.0/8",
+    ),
+    Setting(
         "heartbeat_interval",
         "5",
         parse_positive_float,
@@ -324,6 +346,8 @@ class Settings:
     enforce_https: bool
     http_scheme: str
     log_level: str
+    log_format: str
+    metrics_allow_from: tuple[IPNetwork, ...]
     heartbeat_interval: float
     wake_connections_after: float
     gc_conns_after: float

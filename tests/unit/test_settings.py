@@ -130,3 +130,25 @@ def test_unknown_keys_skips_settings_and_retired_keys():
     assert unknown_keys({"secret": "", "channelstream.port": "", "demo": "", "typo": ""}) == [
         "typo"
     ]
+
+
+def test_log_format_and_metrics_allow_from():
+    defaults = Settings.from_sources(environ={})
+    assert defaults.log_format == "text"
+    assert defaults.metrics_allow_from == ()
+    settings = Settings.from_sources(
+        {"log_format": " JSON ", "metrics_allow_from": "10.0.0.0/8, ::1"}, environ={}
+    )
+    assert settings.log_format == "json"
+    assert settings.metrics_allow_from == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    from_env = Settings.from_sources(environ={"CHANNELSTREAM_LOG_FORMAT": "json"})
+    assert from_env.log_format == "json"
+
+
+@pytest.mark.parametrize(("key", "bad"), [("log_format", "yaml"), ("metrics_allow_from", "nope")])
+def test_bad_log_format_or_metrics_networks_name_the_key(key, bad):
+    with pytest.raises(SettingsError, match=key):
+        Settings.from_sources({key: bad}, environ={})

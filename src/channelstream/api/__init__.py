@@ -14,6 +14,7 @@ from pyramid.renderers import JSON
 from pyramid.tweens import EXCVIEW
 
 from channelstream import encoding
+from channelstream.api.metrics import Metrics
 from channelstream.api.security import API_PERMISSION, ChannelstreamSecurityPolicy
 from channelstream.api.throttle import FailureThrottle
 from channelstream.settings import Settings
@@ -33,6 +34,7 @@ ROUTES = {
     "sse": "/sse",
     "health": "/health",
     "ready": "/ready",
+    "metrics": "/metrics",
     "openapi": "/openapi.json",
     "api_explorer": "/api-explorer",
     "admin": "/admin",
@@ -63,6 +65,7 @@ def includeme(config: Configurator) -> None:
     config.set_security_policy(ChannelstreamSecurityPolicy(settings, checker))
     config.set_default_permission(API_PERMISSION)
     config.add_renderer("json", JSON(serializer=lambda value, **kw: encoding.dumps(value)))
+    config.registry.channelstream_metrics = Metrics(config.registry.channelstream_node)
     config.add_tween("channelstream.api.tween.http_edge_tween_factory", over=EXCVIEW)
     config.registry.channelstream_sign_in_throttle = FailureThrottle()
     for name, pattern in ROUTES.items():

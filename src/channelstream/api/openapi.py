@@ -609,6 +609,33 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
                 },
             }
         },
+        "metrics": {
+            "get": {
+                "operationId": "metrics",
+                "tags": [OPERATIONS_TAG],
+                "summary": "Prometheus metrics",
+                "description": "Prometheus text exposition format: listeners by transport, "
+                "connections, channels, users, messages received, frames sent and dropped, "
+                "slow-consumer disconnects, broker errors and a request latency histogram by "
+                "route. For an admin session, a signed call, or an address in "
+                "`metrics_allow_from` (no signature needed then).",
+                "security": [*ADMIN, {}],
+                "responses": {
+                    "200": {
+                        "description": "The metrics",
+                        "content": {
+                            "text/plain": {
+                                "schema": {"type": "string"},
+                                "example": "# TYPE channelstream_connections gauge\n"
+                                "channelstream_connections 3.0\n",
+                            }
+                        },
+                    },
+                    "401": "BadSignature",
+                    "403": "Forbidden",
+                },
+            }
+        },
         "admin_json": {
             method: {
                 "operationId": "admin_json" if method == "get" else "admin_json_post",

@@ -19,6 +19,7 @@ from channelstream.signature import SignatureChecker
 
 API_PERMISSION = "api"
 ADMIN_PERMISSION = "admin"
+METRICS_PERMISSION = "metrics"  # admin, a signed call, or an address in metrics_allow_from
 TOKEN_HEADER = "x-channelstream-secret"
 
 
@@ -78,8 +79,12 @@ class ChannelstreamSecurityPolicy:
         return identity["userid"] if identity else None
 
     def permits(self, request: Request, context: Any, permission: str) -> Allowed | Denied:
-        if permission == ADMIN_PERMISSION and self.identity(request) is not None:
+        if permission in (ADMIN_PERMISSION, METRICS_PERMISSION) and self.identity(request):
             return Allowed("admin session")
+        if permission == METRICS_PERMISSION:
+            address = client_address(request, self.settings.trusted_proxies)
+            if _in_networks(_parse_ip(address), self.settings.metrics_allow_from):
+                return Allowed("address in metrics_allow_from")
         return self.api_access(request)
 
     def api_access(self, request: Request) -> Allowed | Denied:

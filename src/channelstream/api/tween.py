@@ -5,6 +5,7 @@ A tween above Pyramid's exception view, so error responses get CORS headers too 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -76,12 +77,26 @@ def apply_proxy_headers(request: Request, settings: Settings) -> None:
         request.scheme = settings.http_scheme
 
 
+# Streams: their "request" lasts as long as the listener, not a latency.
+UNTIMED_ROUTES = frozenset({"ws", "sse"})
+
+
 def http_edge_tween_factory(
     handler: Callable[[Request], Response], registry: Registry
 ) -> Callable[[Request], Response]:
     settings: Settings = registry.channelstream_settings
+    latency = registry.channelstream_metrics.request_latency
 
     def http_edge_tween(request: Request) -> Response:
+        started = time.perf_counter()
+        response = _http_edge(request)
+        route = request.matched_route
+        name = route.name if route is not None else "unmatched"
+        if name not in UNTIMED_ROUTES:
+            latency.labels(route=name).observe(time.perf_counter() - started)
+        return response
+
+    def _http_edge(request: Request) -> Response:
         try:
             apply_proxy_headers(request, settings)
         except UnicodeDecodeError:

@@ -129,6 +129,7 @@ class RedisBroker:
         self._threads: list[threading.Thread] = []
         self._announcer: threading.Thread | None = None
         self.commands_applied = 0
+        self.errors = 0  # failed Redis operations (the broker errors metric)
 
     def node_key(self, node_id: str) -> str:
         return f"{self.prefix}:node:{node_id}"
@@ -343,6 +344,8 @@ class RedisBroker:
         return self._available
 
     def _set_available(self, available: bool, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.errors += 1
         if available != self._available:
             if available:
                 log.info("Redis broker at %s reachable", self.url)

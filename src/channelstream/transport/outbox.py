@@ -25,6 +25,7 @@ class Outbox:
         # seq of the newest frame handed to the client; becomes the catchup cursor on detach
         self.served_up_to = served_up_to
         self.close_code: CloseCode | None = None
+        self.discarded = 0  # frames thrown away by the close (catchup replays them)
         self._items: deque[tuple[int, str]] = deque()  # (seq, encoded frames without brackets)
         self._heartbeat_due = False
         self._taken_up_to = served_up_to
@@ -58,6 +59,7 @@ class Outbox:
         replays them: `served_up_to` is not advanced)."""
         if self.close_code is None:
             self.close_code = code
+            self.discarded = len(self._items)
             self._items.clear()
             self._ready.set()
             if self.on_close is not None:

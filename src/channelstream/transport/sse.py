@@ -64,7 +64,7 @@ def sse_stream(node: Node, conn_id: str, peer: str) -> Iterator[bytes]:
     except BrokerUnavailable:
         yield STREAM_START + close_event(CloseCode.TRY_AGAIN_LATER)
         return
-    log.info("sse opened: connection %s from %s", conn_id, peer)
+    log.info("sse opened: connection %s from %s", conn_id, peer, extra={"conn_id": conn_id})
     writer = gevent.getcurrent()
     finished = False
 
@@ -89,4 +89,9 @@ def sse_stream(node: Node, conn_id: str, peer: str) -> Iterator[bytes]:
         if outbox.close_code is None:
             outbox.close(CloseCode.GOING_AWAY)  # the client went away (a write failed)
         node.detach(outbox)
-        log.info("sse closed: connection %s (code %s)", conn_id, int(outbox.close_code or 0))
+        log.info(
+            "sse closed: connection %s (code %s)",
+            conn_id,
+            int(outbox.close_code or 0),
+            extra={"conn_id": conn_id},
+        )

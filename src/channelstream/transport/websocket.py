@@ -150,7 +150,7 @@ def serve_websocket(
     except BrokerUnavailable:
         _close(ws, CloseCode.TRY_AGAIN_LATER)
         return
-    log.info("websocket opened: connection %s from %s", conn_id, peer)
+    log.info("websocket opened: connection %s from %s", conn_id, peer, extra={"conn_id": conn_id})
     _serialize_writes(ws)
     writer = gevent.spawn(_write_loop, ws, outbox)
 
@@ -179,4 +179,9 @@ def serve_websocket(
         writer.join(CLOSE_GRACE_SECONDS * 2 + 1)
         writer.kill()
         node.detach(outbox)
-        log.info("websocket closed: connection %s (code %s)", conn_id, int(outbox.close_code or 0))
+        log.info(
+            "websocket closed: connection %s (code %s)",
+            conn_id,
+            int(outbox.close_code or 0),
+            extra={"conn_id": conn_id},
+        )

@@ -1,13 +1,20 @@
-"""/health and /ready: for load balancers and orchestrators. No auth, no state read."""
+"""/health and /ready: for load balancers and orchestrators. No auth, no state read.
+/metrics: Prometheus text format, for admins, signed calls and `metrics_allow_from`."""
 
 from __future__ import annotations
 
+from prometheus_client import generate_latest
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config, view_defaults
 
 from channelstream.api.errors import json_response
+from channelstream.api.security import METRICS_PERMISSION
 from channelstream.api.views import NodeView
+
+# The classic text format generate_latest writes, understood by every Prometheus version.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @view_defaults(permission=NO_PERMISSION_REQUIRED, request_method="GET")
@@ -23,3 +30,13 @@ class HealthViews(NodeView):
         if self.node.ready:
             return json_response(200, {"status": "ready"})
         return json_response(503, {"status": "unavailable", "reason": "broker unreachable"})
+
+
+@view_config(route_name="metrics", request_method="GET", permission=METRICS_PERMISSION)
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition: admins, signed API calls, or addresses in
+    `metrics_allow_from`."""
+    registry = request.registry.channelstream_metrics.registry
+    return Response(
+        body=generate_latest(registry), headerlist=[("Content-Type", METRICS_CONTENT_TYPE)]
+    )

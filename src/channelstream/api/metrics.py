@@ -1,0 +1,92 @@
+"""Prometheus metrics of one app: a per-app registry (several apps can share a process) with
+a collector that reads the Node's figures at scrape time and a request latency histogram
+observed by the HTTP tween."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from channelstream.node import Node
+
+TRANSPORTS = ("ws", "sse", "poll")
+
+
+class NodeCollector(Collector):
+    """Current figures of a Node: gauges of what exists now, counters since start."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        state = node.state
+        listeners = GaugeMetricFamily(
+            "channelstream_listeners",
+            "Listeners attached to this node, by transport (ws, sse, poll)",
+            labels=["transport"],
+        )
+        counts = dict.fromkeys(TRANSPORTS, 0)
+        for outboxes in list(node._outboxes.values()):
+            for outbox in outboxes:
+                counts[outbox.kind] = counts.get(outbox.kind, 0) + 1
+        for kind, count in counts.items():
+            listeners.add_metric([kind], count)
+        yield listeners
+        yield GaugeMetricFamily(
+            "channelstream_connections", "Connections in the cluster", value=len(state.connections)
+        )
+        yield GaugeMetricFamily(
+            "channelstream_channels", "Channels in the cluster", value=len(state.channels)
+        )
+        yield GaugeMetricFamily(
+            "channelstream_users", "Users in the cluster", value=len(state.users)
+        )
+        yield CounterMetricFamily(
+            "channelstream_messages_received",
+            "Messages accepted by /message (cluster-wide)",
+            value=state.stats.total_unique_messages,
+        )
+        yield CounterMetricFamily(
+            "channelstream_frames_sent",
+            "Frames handed to connections (cluster-wide)",
+            value=state.stats.total_messages,
+        )
+        yield CounterMetricFamily(
+            "channelstream_frames_dropped",
+            "This node: frames thrown away when a slow listener was closed (catchup replays "
+            "them on reconnect)",
+            value=node.frames_discarded,
+        )
+        yield CounterMetricFamily(
+            "channelstream_slow_consumer_disconnects",
+            "This node: listeners closed with 4002 for falling max_queued_frames behind",
+            value=node.frames_dropped,
+        )
+        yield CounterMetricFamily(
+            "channelstream_broker_errors",
+            "This node: failed broker operations (Redis unreachable or erroring)",
+            value=getattr(node.broker, "errors", 0),
+        )
+        yield GaugeMetricFamily(
+            "channelstream_broker_available",
+            "1 while the broker is reachable (what /ready reports), else 0",
+            value=1 if node.ready else 0,
+        )
+
+
+class Metrics:
+    """What one app exposes on /metrics."""
+
+    def __init__(self, node: Node) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(NodeCollector(node))
+        self.request_latency = Histogram(
+            "channelstream_request_duration_seconds",
+            "HTTP request latency by route (websocket and SSE streams excluded)",
+            labelnames=["route"],
+            registry=self.registry,
+        )
