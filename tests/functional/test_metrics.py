@@ -133,3 +133,10 @@ def test_apps_keep_separate_figures(make_client: ClientFactory) -> None:
     first.connect("alice")
     assert value(scrape(first), "channelstream_connections") == 1
     assert value(scrape(second), "channelstream_connections") == 0
+
+
+def test_broker_errors_are_counted(make_client: ClientFactory) -> None:
+    client = make_client(broker="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    samples = scrape(client)
+    assert value(samples, "channelstream_broker_errors_total") >= 1
+    assert value(samples, "channelstream_broker_available") == 0
