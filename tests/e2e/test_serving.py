@@ -2,14 +2,16 @@
 
 import configparser
 import http.client
+import os
 import re
+import signal
 import uuid
 
 import pytest
 import websocket
 
 import channelstream
-from tests.e2e.apiclient import ApiClient
+from tests.e2e.apiclient import ApiClient, WsListener
 from tests.e2e.conftest import REPO_ROOT
 
 
@@ -136,3 +138,13 @@ def test_version(run_console_script):
     result = run_console_script("channelstream", "--version")
     assert result.returncode == 0
     assert result.stdout.strip() == channelstream.__version__
+
+
+def test_sigterm_closes_websockets_with_1001_and_exits_0(start_server, listeners):
+    server = start_server(settings={"secret": "drain-secret"})
+    api = ApiClient(server.base_url, "drain-secret")
+    listener = WsListener.open(server.ws_url, api.connect("drained", channels=["c"]))
+    listeners.append(listener)
+    os.kill(server.pid, signal.SIGTERM)
+    assert listener.wait_closed(timeout=5) == 1001
+    assert server.process.wait(timeout=10) == 0
