@@ -258,10 +258,9 @@ class ChannelSettingsSchema(BaseSchema):
     store_frames = fields.Boolean(required=True)
 
 
-class HistoryEntrySchema(BaseSchema):
-    """A stored channel message, with the delivery fields 0.7.1 showed in history."""
+class MessageObjectSchema(BaseSchema):
+    """Fields every message object has, in history and in frames (base, not documented alone)."""
 
-    type = fields.String(required=True, metadata={"example": "message"})
     uuid = UUIDString(required=True)
     channel = fields.String(allow_none=True)
     user = fields.String()
@@ -269,6 +268,12 @@ class HistoryEntrySchema(BaseSchema):
     timestamp = server_time()
     edited = server_time(allow_none=True)
     catchup = fields.Boolean()
+
+
+class HistoryEntrySchema(MessageObjectSchema):
+    """A stored channel message, with the delivery fields 0.7.1 showed in history."""
+
+    type = fields.String(required=True, metadata={"example": "message"})
     pm_users = fields.List(fields.String())
     exclude_users = fields.List(fields.String())
     no_history = fields.Boolean()
@@ -379,17 +384,10 @@ class MessageDeleteAcceptedSchema(BaseSchema):
 FRAME_TYPES = ("message", "message:edit", "message:delete", "presence", "user_state_change")
 
 
-class FrameSchema(BaseSchema):
+class FrameSchema(MessageObjectSchema):
     """One message object in a frame sent to a browser (websocket, long poll)."""
 
     type = fields.String(required=True, validate=validate.OneOf(FRAME_TYPES))
-    uuid = UUIDString(required=True)
-    channel = fields.String(allow_none=True)
-    user = fields.String()
-    message = fields.Dict()
-    timestamp = server_time()
-    edited = server_time(allow_none=True)
-    catchup = fields.Boolean()
     users = fields.List(
         fields.Nested(UserStateEntrySchema),
         metadata={"description": "presence: the channel's users, when it broadcasts them"},
