@@ -81,7 +81,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     from channelstream.app import make_app
     from channelstream.server import serve
 
-    serve(make_app(settings), settings.host, settings.port)
+    serve(
+        make_app(settings),
+        settings.host,
+        settings.port,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
 
 
 def _log_startup(settings: Any, ini: str | None) -> None:

@@ -95,6 +95,7 @@ class Node:
         self.frames_dropped = 0  # overflows: listeners closed for falling behind (4002)
         # frames those overflows threw away (the rejected one and the queued ones)
         self.frames_discarded = 0
+        self.draining = False  # set when the process stops: /ready answers 503
         self.broker.start(self._apply, self._restore)
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,12 +110,34 @@ class Node:
 
     def stop(self) -> None:
         """Stop the loops and close every listener with 1001 (going away)."""
+        self.draining = True
         gevent.killall(self._loops)
         self._loops = []
-        for outboxes in list(self._outboxes.values()):
-            for outbox in outboxes:
-                outbox.close(CloseCode.GOING_AWAY)
+        self.close_listeners()
         self.broker.stop()
+
+    def begin_drain(self) -> None:
+        """The process is stopping: /ready answers 503 from now on, so balancers send no
+        new clients here while the open ones are closed."""
+        if not self.draining:
+            self.draining = True
+            log.info("draining: /ready answers 503")
+
+    def close_listeners(self, batch_size: int = 0, pause: float = 0.0) -> int:
+        """Close every listener with 1001 (going away), `batch_size` at a time (0: all at
+        once), yielding `pause` seconds between batches so in-flight requests go on and the
+        clients, which reconnect at once, do not all land on the other nodes in the same
+        instant. Returns the number of batches."""
+        outboxes = [outbox for group in self._outboxes.values() for outbox in group]
+        size = batch_size if batch_size > 0 else max(len(outboxes), 1)
+        batches = 0
+        for start in range(0, len(outboxes), size):
+            if batches:
+                gevent.sleep(pause)
+            for outbox in outboxes[start : start + size]:
+                outbox.close(CloseCode.GOING_AWAY)
+            batches += 1
+        return batches
 
     @staticmethod
     def _every(interval: float, action: Callable[[], Any]) -> None:
@@ -129,7 +152,8 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        return self.broker.available
+        """Can take traffic: not stopping, and the broker is reachable."""
+        return self.broker.available and not self.draining
 
     # ------------------------------------------------------------------ commands
 
@@ -342,6 +366,17 @@ class Node:
         changes no shared state; it tells whether the connection still exists here."""
         return conn_id in self.state.connections
 
+    def listener_counts(self) -> dict[str, int]:
+        """This node's open listeners by transport kind (ws, sse, poll)."""
+        counts: dict[str, int] = {}
+        for outboxes in self._outboxes.values():
+            for outbox in outboxes:
+                counts[outbox.kind] = counts.get(outbox.kind, 0) + 1
+        return counts
+
+    def listener_count(self) -> int:
+        return sum(len(outboxes) for outboxes in self._outboxes.values())
+
     def send_heartbeats(self) -> None:
         """`[]` to every websocket and SSE listener (fix F7), whenever they attached."""
         for outboxes in self._outboxes.values():
@@ -378,9 +413,6 @@ class Node:
             users_after=self.settings.gc_users_after,
             channels_after=self.settings.gc_channels_after,
         )
-
-    def listener_count(self) -> int:
-        return sum(len(outboxes) for outboxes in self._outboxes.values())
 
     # ------------------------------------------------------------------ delivery
 

@@ -464,7 +464,7 @@ class StatusSchema(BaseSchema):
     """`/health` and `/ready`."""
 
     status = fields.String(required=True, validate=validate.OneOf(["ok", "ready", "unavailable"]))
-    reason = fields.String()
+    reason = fields.String(validate=validate.OneOf(["broker unreachable", "draining"]))
 
 
 class ErrorSchema(BaseSchema):

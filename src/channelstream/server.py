@@ -1,7 +1,8 @@
 """The gevent WSGI server with websocket support, its signal handling and the pserve runner.
 
-`serve` runs until SIGTERM or SIGINT, then stops accepting, stops the app's node (which closes
-websockets with 1001), gives in-flight requests up to `shutdown_timeout` seconds and returns.
+`serve` runs until SIGTERM or SIGINT, then drains within `shutdown_timeout` seconds: /ready
+answers 503, the server stops accepting, websockets and streams close with 1001 in batches,
+in-flight requests finish (or are cut at the deadline), the node stops and `serve` returns.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +21,14 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("channelstream.access")
 
 SHUTDOWN_TIMEOUT = 10.0
+# Listeners closed per batch when stopping, and the pause between batches: 10,000 listeners
+# close within 0.4 s, in-flight requests keep running meanwhile, and reconnecting clients
+# reach the other nodes spread out rather than in one burst.
+DRAIN_BATCH_SIZE = 500
+DRAIN_BATCH_PAUSE = 0.02
+# gevent's WSGIServer.stop kills the requests still running after its timeout and then waits
+# up to one more second for them to die; keep that second inside shutdown_timeout.
+KILL_GRACE = 1.0
 
 
 def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
@@ -95,14 +105,38 @@ class IdleConnections:
                     sock.shutdown(socket.SHUT_RDWR)  # their read returns: the handler ends
 
 
+def _app_node(app: Any) -> Any:
+    """The app's `Node` (None for a foreign WSGI app)."""
+    return getattr(getattr(app, "registry", None), "channelstream_node", None)
+
+
 def _stop_node(app: Any) -> None:
-    node = getattr(getattr(app, "registry", None), "channelstream_node", None)
-    stop = getattr(node, "stop", None)
+    stop = getattr(_app_node(app), "stop", None)
     if callable(stop):
         try:
             stop()
         except Exception:
             log.exception("stopping the node failed")
+
+
+def _drain(server: Any, app: Any, idle_connections: IdleConnections, timeout: float) -> None:
+    """Stop serving within `timeout` seconds, closing what is open in an orderly way."""
+    deadline = time.monotonic() + timeout
+    node = _app_node(app)
+    if node is not None:
+        node.begin_drain()  # /ready: 503 to whoever still asks on an open connection
+    server.close()  # stop accepting
+    idle_connections.close_all()  # keep-alive connections between requests
+    if node is not None:
+        listeners = node.listener_count()
+        batches = node.close_listeners(DRAIN_BATCH_SIZE, DRAIN_BATCH_PAUSE)
+        log.info("closed %d listeners with 1001 in %d batches", listeners, batches)
+    in_flight = len(server.pool) if server.pool is not None else 0
+    if in_flight:
+        log.info("waiting up to %.1f s for %d requests", deadline - time.monotonic(), in_flight)
+    server.stop(timeout=max(deadline - time.monotonic() - KILL_GRACE, 0.0))
+    if server.pool is not None and len(server.pool):
+        log.warning("%d requests were cut off at shutdown_timeout", len(server.pool))
 
 
 def serve(
@@ -112,7 +146,7 @@ def serve(
     *,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
 ) -> None:
-    """Serve `app` on host:port until SIGTERM/SIGINT, then shut down cleanly and return.
+    """Serve `app` on host:port until SIGTERM/SIGINT, then drain (see `_drain`) and return.
 
     The app starts its own node; this function only stops it (`app.registry.channelstream_node`,
     if present) after the server has stopped.
@@ -150,10 +184,7 @@ def serve(
         server.start()
         log.info("Serving on http://%s:%s", host, server.server_port)
         stop_requested.wait()
-        server.close()  # stop accepting first,
-        idle_connections.close_all()  # close keep-alive connections between requests,
-        _stop_node(app)  # then close websockets with 1001 so their handlers finish,
-        server.stop(timeout=shutdown_timeout)  # then wait for in-flight requests
+        _drain(server, app, idle_connections, shutdown_timeout)
         log.info("Server stopped")
     finally:
         for watcher in watchers:
@@ -189,4 +220,6 @@ def paste_server_runner(
         raise SettingsError(f"invalid value for [server:main] 'port': {error}") from None
     if kwargs:
         log.warning("[server:main] ignores unknown keys: %s", ", ".join(sorted(kwargs)))
-    serve(wsgi_app, str(host), port_number)
+    settings = getattr(getattr(wsgi_app, "registry", None), "channelstream_settings", None)
+    timeout = getattr(settings, "shutdown_timeout", SHUTDOWN_TIMEOUT)
+    serve(wsgi_app, str(host), port_number, shutdown_timeout=timeout)

@@ -280,6 +280,20 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "Largest accepted request body or client websocket frame, in bytes (413 / close 1009).",
     ),
     Setting(
+        "max_json_depth",
+        "64",
+        parse_positive_int,
+        "Deepest nesting of arrays and objects accepted in a JSON request body (413 beyond). "
+        "Checked before the body is parsed.",
+    ),
+    Setting(
+        "max_json_items",
+        "10000",
+        parse_positive_int,
+        "Most elements one JSON array, or members one JSON object, of a request body may have "
+        "(413 beyond).",
+    ),
+    Setting(
         "max_queued_frames",
         "1000",
         parse_positive_int,
@@ -297,6 +311,13 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "0",
         parse_non_negative_int,
         "Most connections the server keeps at once (503 on /connect beyond). 0: no limit.",
+    ),
+    Setting(
+        "shutdown_timeout",
+        "10",
+        parse_positive_float,
+        "Seconds a stop (SIGTERM/SIGINT) may take: /ready answers 503, websockets close with "
+        "1001 in batches, in-flight requests get the rest of the time, then the process exits 0.",
     ),
     Setting(
         "broker",
@@ -354,9 +375,12 @@ class Settings:
     gc_users_after: float
     gc_channels_after: float
     max_message_size: int
+    max_json_depth: int
+    max_json_items: int
     max_queued_frames: int
     max_channels_per_connection: int
     max_connections: int
+    shutdown_timeout: float
     broker: str
     redis_prefix: str
     presence_ttl: float

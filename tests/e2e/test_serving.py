@@ -2,16 +2,19 @@
 
 import configparser
 import http.client
+import json
 import os
 import re
 import signal
+import socket
 import uuid
 
 import pytest
 import websocket
 
 import channelstream
-from tests.e2e.apiclient import ApiClient, WsListener
+from channelstream.signature import sign
+from tests.e2e.apiclient import ApiClient, WsListener, wait_for_log
 from tests.e2e.conftest import REPO_ROOT
 
 
@@ -148,3 +151,54 @@ def test_sigterm_closes_websockets_with_1001_and_exits_0(start_server, listeners
     os.kill(server.pid, signal.SIGTERM)
     assert listener.wait_closed(timeout=5) == 1001
     assert server.process.wait(timeout=10) == 0
+
+
+def send_stalled_message_request(server, secret):
+    """A signed `POST /message` whose body is still on its way: returns the socket once the
+    server has asked for the body (`100 Continue`), i.e. once the request is in flight."""
+    body = json.dumps([{"channel": "drained", "user": "bob", "message": {"text": "late"}}])
+    body = body.encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(
+        b"POST /message HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n".encode()
+        + f"X-Channelstream-Secret: {sign(secret, '/message')}\r\n\r\n".encode()
+    )
+    assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+    return sock, body
+
+
+def test_sigterm_lets_an_in_flight_request_finish(start_server):
+    server = start_server(settings={"secret": "drain-secret", "shutdown_timeout": "20"})
+    sock, body = send_stalled_message_request(server, "drain-secret")
+    with sock:
+        os.kill(server.pid, signal.SIGTERM)
+        wait_for_log(server.log_text, "waiting up to", timeout=10)
+        sock.sendall(body)
+        response = sock.makefile("rb").readline()
+    assert response.startswith(b"HTTP/1.1 200"), response
+    assert server.process.wait(timeout=20) == 0
+    assert "cut off" not in server.log_text()
+
+
+def test_sigterm_cuts_requests_off_at_shutdown_timeout_and_exits_0(start_server):
+    server = start_server(settings={"secret": "drain-secret", "shutdown_timeout": "2"})
+    sock, _ = send_stalled_message_request(server, "drain-secret")
+    with sock:
+        os.kill(server.pid, signal.SIGTERM)
+        # the deadline is the server's; the margin here only covers process start-up noise
+        assert server.process.wait(timeout=10) == 0
+        assert sock.recv(100) == b""  # the stalled request was closed, not answered
+    assert "1 requests were cut off at shutdown_timeout" in server.log_text()
+
+
+def test_sigterm_closes_many_websockets_in_batches(start_server, listeners):
+    server = start_server(settings={"secret": "drain-secret"})
+    api = ApiClient(server.base_url, "drain-secret")
+    for index in range(3):
+        listener = WsListener.open(server.ws_url, api.connect(f"user{index}", channels=["c"]))
+        listeners.append(listener)
+    os.kill(server.pid, signal.SIGTERM)
+    assert [listener.wait_closed(timeout=5) for listener in listeners] == [1001] * 3
+    assert server.process.wait(timeout=10) == 0
+    assert "closed 3 listeners with 1001 in 1 batches" in server.log_text()

@@ -29,10 +29,7 @@ class NodeCollector(Collector):
             "Listeners attached to this node, by transport (ws, sse, poll)",
             labels=["transport"],
         )
-        counts = dict.fromkeys(TRANSPORTS, 0)
-        for outboxes in list(node._outboxes.values()):
-            for outbox in outboxes:
-                counts[outbox.kind] = counts.get(outbox.kind, 0) + 1
+        counts = dict.fromkeys(TRANSPORTS, 0) | node.listener_counts()
         for kind, count in counts.items():
             listeners.add_metric([kind], count)
         yield listeners

@@ -597,14 +597,16 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
             "get": {
                 "operationId": "ready",
                 "tags": [OPERATIONS_TAG],
-                "summary": "Readiness: the cluster broker is reachable",
+                "summary": "Readiness: the cluster broker is reachable and the server is not "
+                "stopping",
                 "security": OPEN,
                 "responses": {
                     "200": ok(schemas.StatusSchema, {"status": "ready"}, "Ready"),
                     "503": json_body(
                         schemas.StatusSchema,
                         {"status": "unavailable", "reason": "broker unreachable"},
-                        "The broker is unreachable",
+                        "The broker is unreachable (reason 'broker unreachable'), or the "
+                        "server is stopping (reason 'draining')",
                     ),
                 },
             }

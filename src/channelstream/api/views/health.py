@@ -26,10 +26,12 @@ class HealthViews(NodeView):
 
     @view_config(route_name="ready")
     def ready(self) -> Response:
-        """The node can take traffic: its broker is reachable (503 otherwise)."""
+        """The node can take traffic: its broker is reachable and it is not stopping (503
+        otherwise, with the reason)."""
         if self.node.ready:
             return json_response(200, {"status": "ready"})
-        return json_response(503, {"status": "unavailable", "reason": "broker unreachable"})
+        reason = "draining" if self.node.draining else "broker unreachable"
+        return json_response(503, {"status": "unavailable", "reason": reason})
 
 
 @view_config(route_name="metrics", request_method="GET", permission=METRICS_PERMISSION)
