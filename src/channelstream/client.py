@@ -105,7 +105,8 @@ class NotFoundError(ChannelstreamHTTPError):
 
 
 class PayloadTooLargeError(ChannelstreamHTTPError):
-    """413: the body exceeds the server's `max_message_size`."""
+    """413: the body exceeds the server's `max_message_size`, `max_json_depth` or
+    `max_json_items` (`body["limit"]` names which)."""
 
 
 class ValidationError(ChannelstreamHTTPError):

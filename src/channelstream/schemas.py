@@ -474,6 +474,12 @@ class ErrorSchema(BaseSchema):
     message = fields.String(required=True)
     code = fields.String(required=True, metadata={"example": "400 Bad Request"})
     title = fields.String(required=True, metadata={"example": "Bad Request"})
+    limit = fields.String(
+        metadata={
+            "description": "The setting whose limit refused the request (413, 503 only)",
+            "example": "max_message_size",
+        }
+    )
 
 
 class BadSignatureSchema(BaseSchema):

@@ -121,6 +121,8 @@ def _stop_node(app: Any) -> None:
 
 def _drain(server: Any, app: Any, idle_connections: IdleConnections, timeout: float) -> None:
     """Stop serving within `timeout` seconds, closing what is open in an orderly way."""
+    import gevent
+
     deadline = time.monotonic() + timeout
     node = _app_node(app)
     if node is not None:
@@ -131,6 +133,10 @@ def _drain(server: Any, app: Any, idle_connections: IdleConnections, timeout: fl
         listeners = node.listener_count()
         batches = node.close_listeners(DRAIN_BATCH_SIZE, DRAIN_BATCH_PAUSE)
         log.info("closed %d listeners with 1001 in %d batches", listeners, batches)
+        # Websockets are served outside the request pool: wait for their close handshakes
+        # (each gives its client up to 5 s) so no close frame is lost when the process ends.
+        while node.listener_count() and time.monotonic() < deadline - KILL_GRACE:
+            gevent.sleep(DRAIN_BATCH_PAUSE)
     in_flight = len(server.pool) if server.pool is not None else 0
     if in_flight:
         log.info("waiting up to %.1f s for %d requests", deadline - time.monotonic(), in_flight)

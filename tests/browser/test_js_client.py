@@ -368,6 +368,8 @@ def test_a_page_written_for_the_07_client_works_unchanged(setup, no_websocket):
     (deleted,) = app.calls_to("/message", "DELETE")
     assert deleted.body == {"uuid": uuid, "channel": "pub_chan", "reason": "mutated"}
     wait_for_log(page, "e.name === 'messageDelete'")
+    # the edit's frame may arrive before its HTTP answer: wait for the answer too
+    wait_for_log(page, "e.name === 'messageEdit'")
     assert log_entries(page, "messageEdit")[0]["status"] == 200
 
     # disconnect: POST to disconnectUrl?conn_id=... with the conn_id in the body too

@@ -30,7 +30,6 @@ def _assert_error_envelope(response: webtest.TestResponse, status: int, error: s
         ("/connect", b'{"username": "a", "user_state": {"x": 1e400}}'),
         ("/connect", b'{"username": "\\ud800"}'),
         ("/message", b'[{"user": "a", "channel": "c", "message": {"t": "\\udc00"}}]'),
-        ("/connect", b"[" * 100_000 + b"]" * 100_000),
     ],
     ids=[
         "truncated",
@@ -43,7 +42,6 @@ def _assert_error_envelope(response: webtest.TestResponse, status: int, error: s
         "float-overflow",
         "lone-high-surrogate",
         "lone-low-surrogate",
-        "nested-too-deeply",
     ],
 )
 def test_a_malformed_json_body_is_a_json_bad_request(

@@ -19,6 +19,7 @@ from channelstream.api.security import API_PERMISSION, ChannelstreamSecurityPoli
 from channelstream.api.throttle import FailureThrottle
 from channelstream.settings import Settings
 from channelstream.signature import build_checker
+from channelstream.transport.websocket import FrameCache
 
 ROUTES = {
     "connect": "/connect",
@@ -66,6 +67,7 @@ def includeme(config: Configurator) -> None:
     config.set_default_permission(API_PERMISSION)
     config.add_renderer("json", JSON(serializer=lambda value, **kw: encoding.dumps(value)))
     config.registry.channelstream_metrics = Metrics(config.registry.channelstream_node)
+    config.registry.channelstream_ws_frames = FrameCache()
     config.add_tween("channelstream.api.tween.http_edge_tween_factory", over=EXCVIEW)
     config.registry.channelstream_sign_in_throttle = FailureThrottle()
     for name, pattern in ROUTES.items():

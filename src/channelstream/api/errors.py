@@ -2,7 +2,13 @@
 
 Shapes kept from 0.7.1 where clients may read them: 422 is marshmallow's field-error dict,
 401 is `{"request": "Bad Signature"}`. Everything else is
-`{"error": <stable code>, "message": <text>}` plus 0.7.1's `code`/`title` keys.
+`{"error": <stable code>, "message": <text>}` plus 0.7.1's `code`/`title` keys, and `limit`
+(the setting) when a limit refused the request.
+
+Every refused request logs exactly one line (`log_refusal`): the route, the client address,
+the status and why. WARNING for limits (413, 422 max_channels_per_connection, 503
+max_connections) and for security (401, 403); INFO for malformed or invalid input (400, 404,
+406, 422). Unexpected errors (500) log at ERROR with their stack trace.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from channelstream import encoding
+from channelstream.api.security import client_address
 from channelstream.broker import BrokerUnavailable
 from channelstream.core.errors import (
     ConnectionOwnedByOther,
@@ -47,7 +54,48 @@ class BadRequestBody(Exception):
 
 
 class PayloadTooLarge(Exception):
-    """The request body exceeds max_message_size (413)."""
+    """The request body exceeds a limit (413): `limit` names the setting (max_message_size,
+    max_json_depth or max_json_items)."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+# Limits the log lines of refusals (a path may be 8 KB of attacker's choosing).
+LOGGED_TEXT_LENGTH = 200
+
+
+def printable(text: str) -> str:
+    """`text` for a log line: control and non-ASCII characters escaped, cut to a length."""
+    escaped = text.encode("unicode_escape").decode("ascii")
+    if len(escaped) > LOGGED_TEXT_LENGTH:
+        escaped = escaped[:LOGGED_TEXT_LENGTH] + "..."
+    return escaped
+
+
+def route_of(request: Request) -> str:
+    """`METHOD /pattern` of the matched route, else of the raw path."""
+    route = request.matched_route
+    path = route.pattern if route is not None else str(request.environ.get("PATH_INFO", ""))
+    return printable(f"{request.method} {path}")
+
+
+def log_refusal(request: Request, status: int, reason: str, *, warning: bool = False) -> None:
+    """The one log line of a refused request: `refused POST /connect from 10.0.0.7: 413 ...`.
+
+    The address is the caller as the security policy sees it (X-Forwarded-For only through
+    trusted_proxies)."""
+    settings = getattr(request.registry, "channelstream_settings", None)
+    proxies = settings.trusted_proxies if settings is not None else ()
+    log.log(
+        logging.WARNING if warning else logging.INFO,
+        "refused %s from %s: %d %s",
+        route_of(request),
+        printable(client_address(request, proxies)),
+        status,
+        printable(reason),
+    )
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -72,24 +120,31 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
 
 
 def validation_error_view(exc: ValidationError, request: Request) -> Response:
-    return json_response(422, exc.messages)
+    messages = exc.messages
+    fields = ", ".join(str(key) for key in messages) if isinstance(messages, dict) else "body"
+    log_refusal(request, 422, f"invalid: {fields}")
+    return json_response(422, messages)
 
 
 def bad_request_view(exc: BadRequestBody, request: Request) -> Response:
+    log_refusal(request, 400, str(exc))
     return error_response(400, str(exc))
 
 
 def undecodable_request_view(exc: UnicodeDecodeError, request: Request) -> Response:
     """A path or query string that is not UTF-8 (webob decodes them lazily)."""
-    return error_response(400, f"Request URL is not valid UTF-8: {exc.reason}")
+    message = f"Request URL is not valid UTF-8: {exc.reason}"
+    log_refusal(request, 400, message)
+    return error_response(400, message)
 
 
 def too_large_view(exc: PayloadTooLarge, request: Request) -> Response:
-    return error_response(413, str(exc))
+    log_refusal(request, 413, str(exc), warning=True)
+    return error_response(413, str(exc), limit=exc.limit)
 
 
 def bad_signature_view(exc: BadSignature, request: Request) -> Response:
-    log.warning("bad API signature from %s on %s: %s", request.client_addr, request.path, exc)
+    log_refusal(request, 401, f"bad API signature: {exc}", warning=True)
     return json_response(401, {"request": "Bad Signature"})
 
 
@@ -104,6 +159,7 @@ def http_exception_view(exc: HTTPException, request: Request) -> Response:
     if exc.status_code == 403:
         reason = getattr(exc, "result", None)
         message = str(getattr(reason, "msg", None) or message)
+    log_refusal(request, exc.status_code, str(message), warning=exc.status_code in (401, 403))
     return error_response(exc.status_code, str(message))
 
 
@@ -119,28 +175,37 @@ def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
 
 
 def unknown_connection_view(exc: UnknownConnection, request: Request) -> Response:
+    log_refusal(request, 422, "unknown connection")
     return json_response(422, {"conn_id": ["Unknown connection"]})
 
 
 def unknown_user_view(exc: UnknownUser, request: Request) -> Response:
+    log_refusal(request, 422, "unknown user")
     return json_response(422, {"user": ["Unknown user"]})
 
 
 def foreign_connection_view(exc: ConnectionOwnedByOther, request: Request) -> Response:
+    log_refusal(request, 422, "conn_id belongs to another user")
     return json_response(422, {"conn_id": ["Connection belongs to another user"]})
 
 
 def too_many_channels_view(exc: TooManyChannels, request: Request) -> Response:
+    log_refusal(request, 422, f"max_channels_per_connection ({exc.limit}) reached", warning=True)
     return json_response(422, {"channels": [str(exc)]})
 
 
 def too_many_connections_view(exc: TooManyConnections, request: Request) -> Response:
-    log.warning("refused a connection: max_connections reached")
-    return error_response(503, "The server holds its maximum number of connections")
+    limit = request.registry.channelstream_settings.max_connections
+    log_refusal(request, 503, f"max_connections ({limit}) reached", warning=True)
+    return error_response(
+        503, "The server holds its maximum number of connections", limit="max_connections"
+    )
 
 
 def broker_unavailable_view(exc: BrokerUnavailable, request: Request) -> Response:
-    return error_response(503, f"The cluster broker is unavailable: {exc}")
+    message = f"The cluster broker is unavailable: {exc}"
+    log_refusal(request, 503, message, warning=True)
+    return error_response(503, message)
 
 
 def unexpected_error_view(exc: Exception, request: Request) -> Response:

@@ -209,8 +209,10 @@ ERROR_RESPONSES: dict[str, dict[str, Any]] = {
             "message": "Request body exceeds max_message_size (1048576 bytes)",
             "code": "413 Request Entity Too Large",
             "title": "Request Entity Too Large",
+            "limit": "max_message_size",
         },
-        "The body is larger than max_message_size",
+        "The body is larger than max_message_size, nests deeper than max_json_depth, or has "
+        "an array or object of more than max_json_items entries (`limit` names which)",
     ),
     "ValidationFailed": json_body(
         schemas.ValidationErrorSchema,

@@ -1,6 +1,8 @@
 """The HTTP edge of every request: proxy headers, https enforcement, body size and CORS.
 
 A tween above Pyramid's exception view, so error responses get CORS headers too (fix F12).
+The body is read here, whole and bounded by max_message_size (see `api.body.buffer_body`),
+before routing, security or any view can touch it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 
-from channelstream.api.errors import error_response
+from channelstream.api.body import buffer_body
+from channelstream.api.errors import BadRequestBody, PayloadTooLarge, error_response, log_refusal
 from channelstream.api.security import _in_networks, _parse_ip
 from channelstream.settings import Settings
 
@@ -100,19 +103,26 @@ def http_edge_tween_factory(
         try:
             apply_proxy_headers(request, settings)
         except UnicodeDecodeError:
+            log_refusal(request, 400, "Request URL is not valid UTF-8")
             response = error_response(400, "Request URL is not valid UTF-8")
             add_cors_headers(request, response, settings.allow_cors)
             return response
         if request.method == "OPTIONS":
             response = Response(status=200, body=b"", content_type="text/plain")
         elif settings.enforce_https and request.scheme != "https":
+            log_refusal(request, 406, "SSL is required")
             response = error_response(406, "SSL is required")
-        elif (request.content_length or 0) > settings.max_message_size:
-            response = error_response(
-                413, f"Request body exceeds max_message_size ({settings.max_message_size} bytes)"
-            )
         else:
-            response = handler(request)
+            try:
+                buffer_body(request, settings.max_message_size)
+            except PayloadTooLarge as error:
+                log_refusal(request, 413, str(error), warning=True)
+                response = error_response(413, str(error), limit=error.limit)
+            except BadRequestBody as error:
+                log_refusal(request, 400, str(error))
+                response = error_response(400, str(error))
+            else:
+                response = handler(request)
         add_cors_headers(request, response, settings.allow_cors)
         return response
 

@@ -32,6 +32,9 @@ class Outbox:
         self._ready = Event()
         # called once with the code when a close is decided (the transport's watchdog hook)
         self.on_close: Callable[[CloseCode], object] | None = None
+        # A transport that writes without a greenlet of its own (websockets) sets this: it is
+        # called, instead of waking a waiting writer, whenever something is waiting.
+        self.notify: Callable[[], object] | None = None
 
     @property
     def closed(self) -> bool:
@@ -46,13 +49,13 @@ class Outbox:
             self.close(CloseCode.TOO_SLOW)
             return False
         self._items.append((seq, encoded))
-        self._ready.set()
+        self._wake()
         return True
 
     def push_heartbeat(self) -> None:
         if self.close_code is None:
             self._heartbeat_due = True
-            self._ready.set()
+            self._wake()
 
     def close(self, code: CloseCode) -> None:
         """Ask the writer to close with `code`; frames not yet written are dropped (catchup
@@ -61,9 +64,15 @@ class Outbox:
             self.close_code = code
             self.discarded = len(self._items)
             self._items.clear()
-            self._ready.set()
             if self.on_close is not None:
                 self.on_close(code)
+            self._wake()
+
+    def _wake(self) -> None:
+        if self.notify is not None:
+            self.notify()
+        else:
+            self._ready.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until something is waiting (frames, heartbeat or close) or `timeout` passes."""
@@ -75,16 +84,21 @@ class Outbox:
         Call `confirm_sent()` once the text has reached the client: only then do the taken
         frames count as served (a send that fails leaves them to catchup).
         """
+        parts = self.take_parts()
+        return None if parts is None else "[" + ",".join(parts) + "]"
+
+    def take_parts(self) -> list[str] | None:
+        """Like `take`, the array's items (encoded frames) unjoined: [] for a heartbeat."""
         self._ready.clear()
         if self._items:
             parts = [encoded for _, encoded in self._items]
             self._taken_up_to = self._items[-1][0]
             self._items.clear()
             self._heartbeat_due = False
-            return "[" + ",".join(parts) + "]"
+            return parts
         if self._heartbeat_due:
             self._heartbeat_due = False
-            return "[]"
+            return []
         return None
 
     def confirm_sent(self) -> None:

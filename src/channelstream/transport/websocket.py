@@ -1,187 +1,347 @@
-"""Serving one `/ws` listener on a gevent-websocket socket.
+"""Serving `/ws` listeners: after the handshake, a websocket costs no greenlet of its own.
 
-Two greenlets per socket: this one reads client frames (their content is ignored; each counts
-as activity), a writer drains the listener's outbox, sending everything waiting as one JSON
-array. Client frames are read here rather than with `WebSocket.receive()` so that a frame's
-declared size is checked against `max_message_size` before its payload is read (close 1009).
+gevent-websocket does the HTTP upgrade. Once the listener is attached, the socket is taken
+over from the WSGI handler (whose request then ends, freeing its greenlet, buffers and
+request objects) and served by event-loop callbacks:
+
+- frames for the client are written as they are pushed, with non-blocking sends straight from
+  the delivering greenlet; only what the kernel does not take at once waits, and then the
+  socket's write readiness resumes the writing, everything waiting sent as one JSON array;
+- client bytes are read when the socket is readable and fed to the sans-I/O `FrameReader`:
+  messages count as activity, pings get pongs, a close is answered, a message over
+  `max_message_size` closes with 1009 before its payload is read.
+
+An idle websocket is thus a socket, two event-loop watchers and a few small objects.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
-import struct
+from collections.abc import Callable
 from typing import Any
 
 import gevent
-from gevent.lock import Semaphore
+import gevent.monkey
 from geventwebsocket.exceptions import WebSocketError
-from geventwebsocket.websocket import Header, WebSocket
+from geventwebsocket.websocket import WebSocket
 
 from channelstream.broker import BrokerUnavailable
 from channelstream.close_codes import CloseCode
 from channelstream.core.errors import UnknownConnection
 from channelstream.node import Node
+from channelstream.transport.frames import (
+    NO_STATUS,
+    OPCODE_PONG,
+    PROTOCOL_ERROR,
+    CloseReceived,
+    FrameReader,
+    MessageReceived,
+    MessageTooBig,
+    PingReceived,
+    ProtocolViolation,
+    encode_close,
+    encode_frame,
+)
 from channelstream.transport.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-# After a close is decided, how long a writer stuck on a client that reads nothing may take
-# to send the close frame before the TCP connection is cut.
+# After a close is decided, how long a client that reads nothing (or never answers the close)
+# may take before its TCP connection is cut.
 CLOSE_GRACE_SECONDS = 5.0
+READ_SIZE = 65536
+HEARTBEAT_FRAME = encode_frame(b"[]")
 
 
-class FrameTooLarge(Exception):
-    pass
+class FrameCache:
+    """The last frame built for a lone message. Every listener of a channel receives the
+    same encoded text object for a message, so the websocket frame is built once for all."""
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._frame = b""
+
+    def frame(self, parts: list[str]) -> bytes:
+        if not parts:
+            return HEARTBEAT_FRAME
+        if len(parts) == 1:
+            if parts[0] is not self._text:
+                self._text = parts[0]
+                self._frame = encode_frame(("[" + parts[0] + "]").encode("utf-8"))
+            return self._frame
+        return encode_frame(("[" + ",".join(parts) + "]").encode("utf-8"))
 
 
-class PeerClosed(Exception):
-    pass
-
-
-def read_client_message(ws: WebSocket, limit: int) -> None:
-    """Read one whole client message, answering pings; raise PeerClosed on close/EOF and
-    FrameTooLarge before reading a payload that would exceed `limit` bytes."""
-    total = 0
-    while True:
-        header = Header.decode_header(ws.stream)
-        if header is None:
-            raise PeerClosed()
-        total += header.length
-        if total > limit:
-            raise FrameTooLarge()
-        payload = ws.raw_read(header.length) if header.length else b""
-        if len(payload) != header.length:
-            raise PeerClosed()
-        if header.mask:
-            payload = header.unmask_payload(payload)
-        if header.opcode == WebSocket.OPCODE_CLOSE:
-            code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
-            _send_close(ws, code if ws._is_valid_close_code(code) else 1002)
-            raise PeerClosed()
-        if header.opcode == WebSocket.OPCODE_PING:
-            ws.send_frame(payload, WebSocket.OPCODE_PONG)
-            total -= header.length
-            continue
-        if header.opcode == WebSocket.OPCODE_PONG:
-            total -= header.length
-            continue
-        if header.fin:
-            return
-
-
-def _cut(ws: WebSocket) -> None:
-    """Shut the TCP connection down so blocked reads and writes return."""
+def _close_upgraded(ws: WebSocket, code: CloseCode) -> None:
+    """Close a socket gevent-websocket still serves (refusals before attaching)."""
+    if not ws.closed:
+        try:
+            with gevent.Timeout(CLOSE_GRACE_SECONDS):
+                ws.raw_write(encode_close(int(code), code.name.lower().encode()))
+        except (WebSocketError, OSError, gevent.Timeout):
+            pass
+        ws.closed = True
     with contextlib.suppress(OSError, AttributeError):
         ws.handler.socket.shutdown(socket.SHUT_RDWR)
 
 
-def _send_close(ws: WebSocket, code: int, reason: bytes = b"") -> None:
-    """Send a close frame with its status code and mark the socket closed.
-
-    gevent-websocket 0.10's own close() garbles a bytes payload on Python 3 and never sends
-    the status code, so the frame is built here."""
-    if ws.closed or ws.raw_write is None:
-        return
-    payload = struct.pack("!H", code) + reason
+def _take_over(ws: WebSocket) -> tuple[socket.socket, bytes]:
+    """A non-blocking socket of our own for the upgraded connection, and any client bytes the
+    handler had already buffered. The WSGI handler then ends without touching the connection:
+    its socket object is closed, our duplicate descriptor keeps the connection open."""
+    handler = ws.handler
+    handler_socket = handler.socket
+    handler_socket.settimeout(0.0)  # so peeking below returns what is there, never waits
     try:
-        ws.raw_write(
-            Header.encode_header(True, WebSocket.OPCODE_CLOSE, b"", len(payload), 0) + payload
-        )
-    finally:
-        ws.closed = True
+        leftover = bytes(handler.rfile.peek(READ_SIZE))
+    except OSError:
+        leftover = b""
+    fd = os.dup(handler_socket.fileno())
+    raw = gevent.monkey.get_original("socket", "socket")(fileno=fd)
+    raw.setblocking(False)
+    with contextlib.suppress(OSError):
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    ws.closed = True  # gevent-websocket sends no close frame of its own
+    handler.socket = None  # pywsgi neither reads from nor closes the connection any more
+    return raw, leftover
 
 
-def _close(ws: WebSocket, code: CloseCode) -> None:
-    if not ws.closed:
+class WebSocketListener:
+    """One attached websocket, driven by the event loop and by its outbox."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        node: Node,
+        outbox: Outbox,
+        frames: FrameCache,
+        peer: str,
+    ) -> None:
+        self.sock = sock
+        self.node = node
+        self.outbox = outbox
+        self.frames = frames
+        self.peer = peer
+        self.reader = FrameReader(node.settings.max_message_size)
+        loop = gevent.get_hub().loop
+        self._read_watcher = loop.io(sock.fileno(), 1)
+        self._write_watcher = loop.io(sock.fileno(), 2)
+        self._grace_timer: Any = None
+        self._pending = b""  # bytes handed to the socket but not yet taken by the kernel
+        self._pending_taken = False  # they carry frames taken from the outbox
+        self._controls: list[bytes] = []  # pongs and the close reply, sent between frames
+        self._peer_close_code: int | None = None
+        self._close_sent = False
+        self._flushing = False
+        self._flush_again = False
+        self._finished = False
+
+    def start(self, leftover: bytes) -> None:
+        self.outbox.notify = self.flush
+        self._read_watcher.start(self._guarded, self._on_readable)
+        if leftover:
+            self._consume(leftover)
+        self.flush()
+
+    # ------------------------------------------------------------------ reading
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        """Event-loop callbacks must not raise into the hub."""
         try:
-            with gevent.Timeout(CLOSE_GRACE_SECONDS):
-                _send_close(ws, int(code), code.name.lower().encode())
-        except (WebSocketError, OSError, gevent.Timeout):
-            pass
-    _cut(ws)
+            action()
+        except Exception:
+            log.exception("websocket of connection %s failed", self.outbox.conn_id)
+            self._finish()
 
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if self._close_sent:  # closing: only waiting for the peer to go
+            if not data:
+                self._finish()
+            return
+        if not data:
+            self.outbox.close(CloseCode.NORMAL)  # the peer went away without a close frame
+            return
+        self._consume(data)
 
-def _serialize_writes(ws: WebSocket) -> None:
-    """Make the reader (pongs, close replies) and the writer take turns on the socket.
+    def _consume(self, data: bytes) -> None:
+        conn_id = self.outbox.conn_id
+        for event in self.reader.feed(data):
+            if isinstance(event, MessageReceived):
+                self.node.touch(conn_id)
+            elif isinstance(event, PingReceived):
+                self._controls.append(encode_frame(event.payload, OPCODE_PONG))
+                self.flush()
+            elif isinstance(event, CloseReceived):
+                self._peer_close_code = 1000 if event.code == NO_STATUS else event.code
+                self.outbox.close(CloseCode.NORMAL)
+            elif isinstance(event, MessageTooBig):
+                log.warning(
+                    "refused GET /ws from %s: close 1009 max_message_size (%d bytes) exceeded "
+                    "by a message of connection %s",
+                    self.peer,
+                    self.reader.max_message_size,
+                    conn_id,
+                    extra={"conn_id": conn_id},
+                )
+                self.outbox.close(CloseCode.MESSAGE_TOO_BIG)
+            elif isinstance(event, ProtocolViolation):
+                log.warning(
+                    "refused GET /ws from %s: close 1002 websocket protocol error (%s) on "
+                    "connection %s",
+                    self.peer,
+                    event.reason,
+                    conn_id,
+                    extra={"conn_id": conn_id},
+                )
+                self._peer_close_code = PROTOCOL_ERROR
+                self.outbox.close(CloseCode.GOING_AWAY)
 
-    Without this a pong sent while the writer is in the middle of a large frame lands inside
-    that frame's payload and corrupts the stream."""
-    lock = Semaphore()
-    raw_write = ws.raw_write
+    # ------------------------------------------------------------------ writing
 
-    def write(data: bytes) -> None:
-        with lock:
-            raw_write(data)
+    def flush(self) -> None:
+        """Write what is waiting, as far as the kernel takes it without blocking. Called by
+        the outbox on every push, heartbeat and close, and when the socket is writable."""
+        if self._finished:
+            return
+        if self._flushing:  # called back from inside (a failed send closing the outbox)
+            self._flush_again = True
+            return
+        self._flushing = True
+        try:
+            self._flush_again = True
+            while self._flush_again and not self._finished:
+                self._flush_again = False
+                self._write_all()
+        finally:
+            self._flushing = False
 
-    ws.raw_write = write
-
-
-def _write_loop(ws: WebSocket, outbox: Outbox) -> None:
-    try:
-        while True:
-            outbox.wait()
-            if outbox.close_code is not None:
-                _close(ws, outbox.close_code)
-                return
-            text = outbox.take()
-            if text is not None:
-                ws.send(text)
+    def _write_all(self) -> None:
+        outbox = self.outbox
+        while not self._finished:
+            if self._pending:
+                if not self._send_pending():
+                    return  # the kernel is full: the write watcher resumes
+                continue
+            if self._pending_taken:
+                self._pending_taken = False
                 outbox.confirm_sent()
-    except (WebSocketError, OSError):
-        outbox.close(CloseCode.GOING_AWAY)  # the peer is gone; nothing more to send
+            if self._controls:
+                self._pending = self._controls.pop(0)
+                continue
+            if outbox.close_code is not None:
+                if self._close_sent:
+                    return
+                self._start_closing(outbox.close_code)
+                continue
+            parts = outbox.take_parts()
+            if parts is None:
+                self._write_watcher.stop()
+                return
+            self._pending = self.frames.frame(parts)
+            self._pending_taken = True
+
+    def _send_pending(self) -> bool:
+        """True once all pending bytes are in the kernel."""
+        try:
+            sent = self.sock.send(self._pending)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._pending = b""
+            self._pending_taken = False
+            self.outbox.close(CloseCode.GOING_AWAY)  # the peer is gone
+            if self._close_sent or self.outbox.close_code is not None:
+                self._finish()
+            return False
+        self._pending = self._pending[sent:]
+        if self._pending:
+            if not self._write_watcher.active:
+                self._write_watcher.start(self._guarded, self.flush)
+            return False
+        return True
+
+    def _start_closing(self, code: CloseCode) -> None:
+        """Send the close frame (after any partly written frame), then half-close and wait
+        for the peer to go, at most CLOSE_GRACE_SECONDS."""
+        self._close_sent = True
+        self._controls.clear()
+        if self._peer_close_code is not None:
+            frame = encode_close(self._peer_close_code)
+        else:
+            frame = encode_close(int(code), code.name.lower().encode())
+        self._pending = frame
+        self._grace_timer = gevent.get_hub().loop.timer(CLOSE_GRACE_SECONDS)
+        self._grace_timer.start(self._finish)
+        if self._send_pending():
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
+            if self._peer_close_code is not None:
+                self._finish()  # the peer closed first: nothing more to wait for
+
+    # ------------------------------------------------------------------ ending
+
+    def _finish(self) -> None:
+        """Release the socket and the watchers; tell the node (in a greenlet: it may wait
+        for the broker)."""
+        if self._finished:
+            return
+        self._finished = True
+        self._read_watcher.stop()
+        self._write_watcher.stop()
+        if self._grace_timer is not None:
+            self._grace_timer.stop()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        outbox = self.outbox
+        if outbox.close_code is None:
+            outbox.close(CloseCode.GOING_AWAY)
+        outbox.notify = None
+        gevent.spawn(self._detach)
+
+    def _detach(self) -> None:
+        conn_id = self.outbox.conn_id
+        self.node.detach(self.outbox)
+        log.info(
+            "websocket closed: connection %s (code %s)",
+            conn_id,
+            int(self.outbox.close_code or 0),
+            extra={"conn_id": conn_id},
+        )
 
 
 def serve_websocket(
-    ws: WebSocket, node: Node, conn_id: str, origin_allowed: bool, peer: str
+    ws: WebSocket,
+    node: Node,
+    conn_id: str,
+    origin_allowed: bool,
+    peer: str,
+    frames: FrameCache,
 ) -> None:
-    """Attach the socket to its connection and serve it until either side closes."""
+    """Attach the upgraded socket to its connection and hand it to a `WebSocketListener`;
+    returns at once (the listener lives on in the event loop)."""
     if not origin_allowed:
         log.warning("websocket from %s refused: origin not allowed", peer)
-        _close(ws, CloseCode.ORIGIN_NOT_ALLOWED)
+        _close_upgraded(ws, CloseCode.ORIGIN_NOT_ALLOWED)
         return
     try:
         outbox = node.attach(conn_id, "ws")
     except UnknownConnection:
         log.info("websocket from %s for unknown connection %s: closing 4001", peer, conn_id)
-        _close(ws, CloseCode.UNKNOWN_CONNECTION)
+        _close_upgraded(ws, CloseCode.UNKNOWN_CONNECTION)
         return
     except BrokerUnavailable:
-        _close(ws, CloseCode.TRY_AGAIN_LATER)
+        _close_upgraded(ws, CloseCode.TRY_AGAIN_LATER)
         return
     log.info("websocket opened: connection %s from %s", conn_id, peer, extra={"conn_id": conn_id})
-    _serialize_writes(ws)
-    writer = gevent.spawn(_write_loop, ws, outbox)
-
-    def cut_if_stuck() -> None:
-        if not writer.dead:
-            _cut(ws)
-
-    def on_close(code: Any) -> None:
-        gevent.spawn_later(CLOSE_GRACE_SECONDS * 2, cut_if_stuck)
-
-    outbox.on_close = on_close
-    limit = node.settings.max_message_size
-    try:
-        while outbox.close_code is None:
-            read_client_message(ws, limit)
-            node.touch(conn_id)
-    except FrameTooLarge:
-        log.warning("connection %s sent a frame over %d bytes: closing 1009", conn_id, limit)
-        outbox.close(CloseCode.MESSAGE_TOO_BIG)
-    except PeerClosed:
-        outbox.close(CloseCode.NORMAL)
-    except Exception as error:  # EOF, reset, protocol garbage, or the writer closed the socket
-        log.debug("websocket of connection %s ended: %r", conn_id, error)
-        outbox.close(CloseCode.GOING_AWAY)
-    finally:
-        writer.join(CLOSE_GRACE_SECONDS * 2 + 1)
-        writer.kill()
-        node.detach(outbox)
-        log.info(
-            "websocket closed: connection %s (code %s)",
-            conn_id,
-            int(outbox.close_code or 0),
-            extra={"conn_id": conn_id},
-        )
+    sock, leftover = _take_over(ws)
+    WebSocketListener(sock, node, outbox, frames, peer).start(leftover)

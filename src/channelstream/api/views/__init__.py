@@ -48,7 +48,7 @@ class NodeView:
         self.node: Node = request.registry.channelstream_node
 
     def json_body(self, **kwargs: Any) -> Any:
-        return read_json(self.request, self.node.settings.max_message_size, **kwargs)
+        return read_json(self.request, self.node.settings, **kwargs)
 
     def channels_info(self, names: Any, info: dict[str, Any]) -> dict[str, Any]:
         """The `channels_info` block shaped by an InfoResolution."""

@@ -10,7 +10,8 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config, view_defaults
 
-from channelstream.api.errors import error_response, json_response
+from channelstream.api.errors import error_response, json_response, log_refusal
+from channelstream.api.security import client_address
 from channelstream.api.tween import origin_allowed
 from channelstream.api.views import NodeView
 from channelstream.core.errors import UnknownConnection
@@ -25,6 +26,10 @@ UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
 
 @view_defaults(permission=NO_PERMISSION_REQUIRED)
 class ClientViews(NodeView):
+    def _peer(self) -> str:
+        """The browser's address for log lines (X-Forwarded-For only via trusted_proxies)."""
+        return client_address(self.request, self.node.settings.trusted_proxies)
+
     @view_config(route_name="ws")
     def websocket(self) -> Response:
         """Upgraded requests are served here until the socket closes. A missing or malformed
@@ -33,7 +38,9 @@ class ClientViews(NodeView):
         data = ListenQuerySchema().load(dict(self.request.GET))
         ws = self.request.environ.get("wsgi.websocket")
         if ws is None:
-            return error_response(400, "This endpoint needs a websocket upgrade request")
+            message = "This endpoint needs a websocket upgrade request"
+            log_refusal(self.request, 400, message)
+            return error_response(400, message)
         allowed = self.node.settings.allow_cors
         origin = self.request.headers.get("Origin")
         serve_websocket(
@@ -41,7 +48,8 @@ class ClientViews(NodeView):
             self.node,
             data["conn_id"],
             origin_allowed=not (allowed and origin) or origin_allowed(origin or "", allowed),
-            peer=self.request.client_addr or "",
+            peer=self._peer(),
+            frames=self.request.registry.channelstream_ws_frames,
         )
         return Response(status=200)
 
@@ -51,7 +59,7 @@ class ClientViews(NodeView):
         unknown one gets `event: close` / `data: 4001` and the end of the stream."""
         data = ListenQuerySchema().load(dict(self.request.GET))
         response = Response(
-            app_iter=sse_stream(self.node, data["conn_id"], self.request.client_addr or ""),
+            app_iter=sse_stream(self.node, data["conn_id"], self._peer()),
             status=200,
         )
         response.headers.update(SSE_HEADERS)
@@ -65,6 +73,7 @@ class ClientViews(NodeView):
         except UnknownConnection:
             frames = None
         if frames is None:
+            log_refusal(self.request, 401, "unknown connection")
             return json_response(401, UNKNOWN_CONNECTION)
         callback = data.get("callback")
         if callback:
