@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv run demo test lint format settings-doc
+.PHONY: help venv run demo test lint format settings-doc bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -37,6 +37,12 @@ lint: venv ## ruff check, ruff format --check, mypy
 format: venv ## Fix what ruff can fix and format the code
 	$(BIN)/ruff check --fix src tests examples
 	$(BIN)/ruff format src tests examples
+
+bench: venv ## Run the four benchmarks against ours and the original 0.7.1 (root; ~25 min)
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/idle_memory.py
+	$(BIN)/python bench/connect_rate.py
+	$(BIN)/python bench/soak.py
 
 settings-doc: venv ## Regenerate the settings table in README.md from the settings table
 	$(BIN)/channelstream_utils settings_doc --readme README.md

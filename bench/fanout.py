@@ -1,233 +1,192 @@
-"""Fan-out benchmark: N websocket subscribers on one channel, messages published through the
-signed API, all on 127.0.0.1.
+"""Fan-out: N websocket subscribers on one channel, messages published through the signed API
+(POST /message) at a fixed rate, each carrying its send time; our server and the original
+Channelstream 0.7.1 side by side.
 
-    .venv/bin/python bench/fanout.py --subscribers 1000 --messages 200 --rate 100
-    .venv/bin/python bench/fanout.py --nodes 2 --broker redis://127.0.0.1:6379/0
+    .venv/bin/python bench/fanout.py                       # 1,000 and 10,000 subscribers, both
+    .venv/bin/python bench/fanout.py --subscribers 200 --seconds 5 --target ours
 
-With `--nodes 2` (needs `--broker redis://...`), subscribers are spread over the nodes and
-messages published through the first one: the cross-node figure. Server CPU is summed over
-the nodes.
-
-Starts a server process (`channelstream -i` with a temporary ini) and measures from a separate
-load-generator process (this one, on gevent): deliveries per second, publish-to-receive latency
-p50/p99, and the server's CPU seconds per 1,000 deliveries (from /proc/PID/stat). The load
-generator's own CPU time is printed too, to show whether it, not the server, was the bottleneck.
+Runs inside a private network namespace (see servers.py). For each target and subscriber count
+a fresh server starts; the load generator's worker processes open the websockets (/connect,
+then /ws), a publisher process posts `rate` messages a second for `seconds` seconds, and the
+workers count what arrives until every subscriber has every message (or nothing arrives for
+`--stall` seconds). CPU is read from /proc/PID/stat over that window.
 """
 
 from __future__ import annotations
 
-from gevent import monkey
+import argparse
+import os
+import sys
+import time
+from typing import Any
 
-monkey.patch_all()
+import servers
+from loadgen import LoadGenerator
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import gevent  # noqa: E402
-import websocket  # noqa: E402
-from gevent.event import Event  # noqa: E402
-
-from channelstream.signature import sign  # noqa: E402
-
-SECRET = "bench-secret"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+CHANNEL = "bench"
+COLUMNS = (
+    "target",
+    "subs",
+    "rate",
+    "msgs",
+    "deliveries",
+    "lost",
+    "deliv/s",
+    "p50_ms",
+    "p99_ms",
+    "cpu_s/1k",
+    "deliv/cpu_s",
+    "srv_cpu%",
+    "lg_max%",
+    "lg_share%",
+    "pub/s",
+)
+RATIO_COLUMNS = ("deliv/s", "p50_ms", "p99_ms", "cpu_s/1k", "deliv/cpu_s")
 
 
-def server_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+def default_rate(subscribers: int) -> float:
+    return 100.0 if subscribers <= 1000 else 10.0
 
 
-def server_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def start_server(port: int, workdir: Path, broker: str, prefix: str) -> subprocess.Popen[bytes]:
-    ini = workdir / f"bench-{port}.ini"
-    ini.write_text(
-        f"[channelstream]\nhost = 127.0.0.1\nport = {port}\nsecret = {SECRET}\n"
-        f"log_level = WARNING\nmax_queued_frames = 10000\nbroker = {broker}\n"
-        f"redis_prefix = {prefix}\nadmin_secret = bench-admin\n"
-    )
-    binary = Path(sys.executable).parent / "channelstream"
-    process = subprocess.Popen([str(binary), "-i", str(ini)], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str, Any]:
+    rate = args.rate or default_rate(subscribers)
+    count = max(1, int(rate * args.seconds))
+    row: dict[str, Any] = {"target": target, "subs": subscribers, "rate": rate, "msgs": count}
+    with servers.running_server(target, f"fanout-{subscribers}") as server:
+        load = LoadGenerator(server.port, args.workers, publisher=True)
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process
-        except OSError:
-            gevent.sleep(0.05)
-    process.kill()
-    raise SystemExit("server did not start")
-
-
-def call(base: str, path: str, payload: object) -> object:
-    request = urllib.request.Request(
-        base + path,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "x-channelstream-secret": sign(SECRET, path)},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def run(
-    subscribers: int, messages: int, rate: float, payload_bytes: int, nodes: int, broker: str
-) -> dict[str, float]:
-    ports = [free_port() for _ in range(nodes)]
-    prefix = f"bench-{os.getpid()}-{time.time_ns()}"
-    with tempfile.TemporaryDirectory() as workdir:
-        servers = [start_server(port, Path(workdir), broker, prefix) for port in ports]
-        try:
-            return measure(
-                ports, [s.pid for s in servers], subscribers, messages, rate, payload_bytes
-            )
+            sample_every = max(1, subscribers // args.latency_sample)
+            opened = load.open(subscribers, args.concurrency, [CHANNEL], sample_every)
+            if opened["failed"] or opened["opened"] < subscribers:
+                row["warnings"] = [f"opened {opened['opened']}/{subscribers}: {opened['errors']}"]
+                return row
+            time.sleep(args.settle)
+            assert load.publisher is not None
+            # warm-up: a few messages, received everywhere, then the counters start from zero
+            load.broadcast("reset")
+            load.publisher.call("publish", count=5, rate=rate, channel=CHANNEL)
+            load.broadcast("wait", expected_per_socket=5, timeout=120, stall=args.stall)
+            load.broadcast("reset")
+            window = servers.CpuWindow({"server": server.pid, "parent": os.getpid(), **load.pids})
+            window.start()
+            load.publisher.send("publish", count=count, rate=rate, channel=CHANNEL)
+            for worker in load.workers:
+                worker.send(
+                    "wait",
+                    expected_per_socket=count,
+                    timeout=count / rate + args.max_drain,
+                    stall=args.stall,
+                )
+            published = load.publisher.receive(timeout=count / rate + args.max_drain + 600)
+            reports = [w.receive(timeout=count / rate + args.max_drain + 60) for w in load.workers]
+            window.stop()
+            load.broadcast("close_all")
         finally:
-            for server in servers:
-                server.terminate()
-                server.wait(10)
-            if broker.startswith("redis"):
-                import redis
-
-                client = redis.Redis.from_url(broker)
-                keys = list(client.scan_iter(match=f"{prefix}:*"))
-                if keys:
-                    client.delete(*keys)
-
-
-def measure(
-    ports: list[int], pids: list[int], subscribers: int, messages: int, rate: float, size: int
-) -> dict[str, float]:
-    bases = [f"http://127.0.0.1:{port}" for port in ports]
-    base = bases[0]
-    latencies: list[float] = []
-    received = [0]
-    expected = subscribers * messages
-    done = Event()
-    sockets = []
-    rss_before = sum(server_rss_kib(pid) for pid in pids)
-    for index in range(subscribers):
-        node = index % len(ports)
-        conn_id = call(
-            bases[node], "/connect", {"username": f"user{index}", "channels": ["bench"]}
-        )["conn_id"]
-        sockets.append(
-            websocket.create_connection(f"ws://127.0.0.1:{ports[node]}/ws?conn_id={conn_id}")
-        )
-    rss_connected = sum(server_rss_kib(pid) for pid in pids)
-
-    def reader(ws: websocket.WebSocket) -> None:
-        while received[0] < expected:
-            try:
-                frames = json.loads(ws.recv())
-            except Exception:
-                return
-            now = time.time()
-            for frame in frames:
-                if frame.get("type") == "message":
-                    latencies.append(now - frame["message"]["sent"])
-                    received[0] += 1
-        done.set()
-
-    readers = [gevent.spawn(reader, ws) for ws in sockets]
-    padding = "x" * size
-    cpu_before = sum(server_cpu_seconds(pid) for pid in pids)
-    own_before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.time()
-    for number in range(messages):
-        due = started + number / rate
-        gevent.sleep(max(0.0, due - time.time()))
-        call(
-            base,
-            "/message",
-            [{"channel": "bench", "user": "bench", "message": {"sent": time.time(), "p": padding}}],
-        )
-    done.wait(timeout=60 + messages / rate)
-    elapsed = time.time() - started
-    cpu_used = sum(server_cpu_seconds(pid) for pid in pids) - cpu_before
-    own_after = resource.getrusage(resource.RUSAGE_SELF)
-    own_cpu = own_after.ru_utime + own_after.ru_stime - own_before.ru_utime - own_before.ru_stime
-    gevent.killall(readers)
-    for ws in sockets:
-        ws.close()
-    return {
-        "nodes": len(ports),
-        "subscribers": subscribers,
-        "messages": messages,
-        "deliveries": received[0],
-        "expected": expected,
-        "seconds": elapsed,
-        "deliveries_per_s": received[0] / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
-        "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else float("nan"),
-        "server_cpu_s_per_1000": 1000 * cpu_used / max(1, received[0]),
-        "server_cpu_s": cpu_used,
-        "loadgen_cpu_s": own_cpu,
-        "rss_per_connection_kib": (rss_connected - rss_before) / max(1, subscribers),
-    }
+            load.stop()
+        warnings = []
+        if not server.alive():
+            warnings.append(f"{target} server died, see {server.log_path}")
+    received = sum(r["messages"] for r in reports)
+    expected = subscribers * count
+    latencies = [value for r in reports for value in r["latencies"]]
+    last = max(r["last_receive"] for r in reports) or window.stopped
+    server_cpu = window.used["server"]
+    loadgen = [name for name in window.pids if name != "server"]
+    per_process, share, lg_warnings = servers.loadgen_verdict(window, "server", loadgen)
+    closed = {}
+    for r in reports:
+        for reason, number in r["closed_by_server"].items():
+            closed[reason] = closed.get(reason, 0) + number
+    row.update(
+        {
+            "deliveries": received,
+            "lost": expected - received,
+            "deliv/s": received / max(1e-9, last - published["started"]),
+            "p50_ms": 1000 * servers.percentile(latencies, 0.50),
+            "p99_ms": 1000 * servers.percentile(latencies, 0.99),
+            "cpu_s/1k": 1000 * server_cpu / max(1, received),
+            "deliv/cpu_s": received / max(1e-9, server_cpu),
+            "srv_cpu%": 100 * window.utilisation("server"),
+            "lg_max%": 100 * per_process,
+            "lg_share%": 100 * share,
+            "pub/s": published["rate"],
+            "samples": len(latencies),
+            "window_s": window.seconds,
+            "host_idle%": 100 * window.host_idle,
+            "log": server.log_summary(),
+        }
+    )
+    warnings += lg_warnings
+    if expected != received:
+        warnings.append(f"{expected - received:,} of {expected:,} deliveries missing")
+    if published["errors"]:
+        warnings.append(f"{published['errors']} publish requests failed")
+    if closed:
+        warnings.append(f"sockets closed by the server: {closed}")
+    if published["rate"] < 0.95 * rate:
+        warnings.append(f"publisher reached {published['rate']:.0f}/s of {rate:.0f}/s")
+    row["warnings"] = warnings
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--messages", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=100.0, help="publishes per second")
-    parser.add_argument("--payload-bytes", type=int, default=100)
-    parser.add_argument("--nodes", type=int, default=1)
-    parser.add_argument("--broker", default="memory", help="memory or redis://host:port/db")
-    args = parser.parse_args()
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if args.nodes > 1 and not args.broker.startswith("redis"):
-        parser.error("--nodes > 1 needs --broker redis://...")
-    columns = (
-        "nodes",
-        "subscribers",
-        "deliveries",
-        "expected",
-        "deliveries_per_s",
-        "p50_ms",
-        "p99_ms",
-        "server_cpu_s_per_1000",
-        "server_cpu_s",
-        "loadgen_cpu_s",
-        "rss_per_connection_kib",
+    servers.add_common_options(parser)
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="publishes per second (default: 100 up to 1,000 subscribers, 10 above)",
     )
-    print(" | ".join(columns))
-    for count in args.subscribers:
-        result = run(count, args.messages, args.rate, args.payload_bytes, args.nodes, args.broker)
-        print(
-            " | ".join(
-                f"{result[c]:.2f}" if isinstance(result[c], float) else str(result[c])
-                for c in columns
-            ),
-            flush=True,
+    parser.add_argument("--seconds", type=float, default=10.0, help="publishing time (10)")
+    parser.add_argument("--concurrency", type=int, default=32, help="connects in flight (32)")
+    parser.add_argument("--settle", type=float, default=2.0, help="pause after connecting (2)")
+    parser.add_argument("--stall", type=float, default=20.0, help="give up after s silence")
+    parser.add_argument("--max-drain", type=float, default=300.0, help="wait after publishing")
+    parser.add_argument(
+        "--latency-sample", type=int, default=200, help="subscribers that time messages (200)"
+    )
+    args = parser.parse_args()
+    servers.enter_private_netns()
+    rows = []
+    print("fan-out: N websocket subscribers on one channel, signed POST /message at a fixed rate")
+    print(servers.machine_note())
+    print(
+        "rates: 100/s up to 1,000 subscribers, 10/s above (100,000 deliveries/s at 10,000 x "
+        "100/s is beyond one Python process)"
+        if not args.rate
+        else f"rate: {args.rate:g}/s"
+    )
+    print(flush=True)
+    try:
+        for subscribers in args.subscribers:
+            for target in servers.targets(args.target):
+                print(f"... {target}, {subscribers:,} subscribers", file=sys.stderr, flush=True)
+                rows.append(run_one(target, subscribers, args))
+    except KeyboardInterrupt:
+        print("interrupted; partial results", file=sys.stderr)
+    servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["subs"], RATIO_COLUMNS))
+    print()
+    for row in rows:
+        extra = (
+            f"{row['samples']:,} latency samples, window {row['window_s']:.1f} s, "
+            f"host idle {row['host_idle%']:.0f}%, {row['log']}"
+            if "samples" in row
+            else "no measurement"
         )
+        print(f"{row['target']} {row['subs']:,}: {extra}")
+        for warning in row.get("warnings", []):
+            print(f"  WARNING: {warning}")
+    print()
+    print(
+        "deliv/s: deliveries / (last receive - first publish); p50/p99: publish-to-receive "
+        "latency of sampled subscribers; cpu_s/1k: server CPU s per 1,000 deliveries; "
+        "deliv/cpu_s: deliveries per server CPU second; srv_cpu%: server CPU per wall second "
+        "(100 = one core); lg_max%: busiest load-generator process (% of one core); "
+        "lg_share%: load generator's share of the CPU the server left; pub/s: publish rate "
+        "reached. A run is valid when lost = 0, lg_max% and lg_share% < 80 and no WARNING."
+    )
 
 
 if __name__ == "__main__":
