@@ -35,6 +35,9 @@ class Outbox:
         # A transport that writes without a greenlet of its own (websockets) sets this: it is
         # called, instead of waking a waiting writer, whenever something is waiting.
         self.notify: Callable[[], object] | None = None
+        # Such a transport may also take a frame at once when nothing is waiting: called with
+        # (seq, encoded), True when the frame is taken (the listener then owns its delivery).
+        self.send_now: Callable[[int, str], bool] | None = None
 
     @property
     def closed(self) -> bool:
@@ -45,6 +48,8 @@ class Outbox:
         or just overflowed."""
         if self.close_code is not None:
             return False
+        if not self._items and self.send_now is not None and self.send_now(seq, encoded):
+            return True  # the common case: an idle websocket whose kernel buffer has room
         if len(self._items) >= self.limit:
             self.close(CloseCode.TOO_SLOW)
             return False
@@ -103,6 +108,10 @@ class Outbox:
 
     def confirm_sent(self) -> None:
         self.served_up_to = max(self.served_up_to, self._taken_up_to)
+
+    def taken_directly(self, seq: int) -> None:
+        """`send_now` took the frame `seq`: it counts as taken, to be confirmed as usual."""
+        self._taken_up_to = seq
 
     def __len__(self) -> int:
         return len(self._items)

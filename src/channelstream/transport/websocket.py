@@ -64,14 +64,18 @@ class FrameCache:
         self._text: str | None = None
         self._frame = b""
 
+    def frame_of(self, encoded: str) -> bytes:
+        """The frame of one message: built once, for whichever listener asks first."""
+        if encoded is not self._text:
+            self._text = encoded
+            self._frame = encode_frame(("[" + encoded + "]").encode("utf-8"))
+        return self._frame
+
     def frame(self, parts: list[str]) -> bytes:
         if not parts:
             return HEARTBEAT_FRAME
         if len(parts) == 1:
-            if parts[0] is not self._text:
-                self._text = parts[0]
-                self._frame = encode_frame(("[" + parts[0] + "]").encode("utf-8"))
-            return self._frame
+            return self.frame_of(parts[0])
         return encode_frame(("[" + ",".join(parts) + "]").encode("utf-8"))
 
 
@@ -141,6 +145,7 @@ class WebSocketListener:
 
     def start(self, leftover: bytes) -> None:
         self.outbox.notify = self.flush
+        self.outbox.send_now = self.send_now
         self._read_watcher.start(self._guarded, self._on_readable)
         if leftover:
             self._consume(leftover)
@@ -206,6 +211,26 @@ class WebSocketListener:
                 self.outbox.close(CloseCode.GOING_AWAY)
 
     # ------------------------------------------------------------------ writing
+
+    def send_now(self, seq: int, encoded: str) -> bool:
+        """The delivery fast path (the outbox has nothing waiting): one non-blocking send of
+        the message's shared frame. False leaves the frame to the outbox and `flush`."""
+        if self._pending or self._controls or self._flushing or self._finished:
+            return False
+        frame = self.frames.frame_of(encoded)
+        try:
+            sent = self.sock.send(frame)
+        except OSError:  # full (BlockingIOError) or gone: the queued path deals with it
+            return False
+        self.outbox.taken_directly(seq)
+        if sent == len(frame):
+            self.outbox.confirm_sent()
+        else:
+            self._pending = frame[sent:]
+            self._pending_taken = True
+            if not self._write_watcher.active:
+                self._write_watcher.start(self._guarded, self.flush)
+        return True
 
     def flush(self) -> None:
         """Write what is waiting, as far as the kernel takes it without blocking. Called by
@@ -306,6 +331,7 @@ class WebSocketListener:
         if outbox.close_code is None:
             outbox.close(CloseCode.GOING_AWAY)
         outbox.notify = None
+        outbox.send_now = None
         gevent.spawn(self._detach)
 
     def _detach(self) -> None:
