@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -83,6 +83,18 @@ class BaseSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    @classmethod
+    def shared(cls, many: bool = False) -> Self:
+        """One reusable instance per schema class (and `many`). Building a schema deep-copies
+        its fields, which costs more than loading a typical body; loading keeps no state on
+        the instance, so requests can share it."""
+        key = "_shared_many" if many else "_shared_one"
+        instance = cls.__dict__.get(key)
+        if instance is None:
+            instance = cls(many=many)
+            setattr(cls, key, instance)
+        return instance
+
 
 class ChannelConfigSchema(BaseSchema):
     """Channel settings. No load defaults: only the keys given change an existing channel (F2).
@@ -121,7 +133,7 @@ class InfoResolutionSchema(BaseSchema):
 
 
 def default_info() -> dict[str, Any]:
-    loaded: dict[str, Any] = InfoResolutionSchema().load({})
+    loaded: dict[str, Any] = InfoResolutionSchema.shared().load({})
     return loaded
 
 
@@ -223,7 +235,7 @@ def load_channel_configs(body: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(body, dict):
         raise ValidationError({"_schema": ["Invalid input type."]})
     loaded: dict[str, dict[str, Any]] = {}
-    schema = ChannelConfigSchema()
+    schema = ChannelConfigSchema.shared()
     for name, config in body.items():
         if not isinstance(name, str) or not 1 <= len(name) <= 256:
             raise ValidationError({"_schema": ["Channel names must be 1 to 256 characters."]})

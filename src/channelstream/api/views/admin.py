@@ -88,7 +88,7 @@ class AdminViews(NodeView):
 
     @view_config(route_name="admin_disconnect", request_method="POST", renderer="json")
     def disconnect(self) -> dict[str, Any]:
-        data = DisconnectBodySchema().load(self.json_body())
+        data = DisconnectBodySchema.shared().load(self.json_body())
         return {"conn_id": data["conn_id"], "disconnected": self.node.disconnect(data["conn_id"])}
 
 
@@ -116,7 +116,7 @@ class SignInViews(NodeView):
 
     @view_config(request_method="POST")
     def sign_in(self) -> Response:
-        data = SignInFormSchema().load(dict(self.request.POST))
+        data = SignInFormSchema.shared().load(dict(self.request.POST))
         settings = self.node.settings
         throttle: FailureThrottle = self.request.registry.channelstream_sign_in_throttle
         address = client_address(self.request, settings.trusted_proxies)

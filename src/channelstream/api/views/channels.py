@@ -23,5 +23,5 @@ class ChannelViews(NodeView):
     def info(self) -> dict[str, Any]:
         """Any method (0.7.1); no body means everything, with history and users."""
         body = self.json_body(default=None)
-        info = default_info() if body is None else InfoBodySchema().load(body)["info"]
+        info = default_info() if body is None else InfoBodySchema.shared().load(body)["info"]
         return self.channels_info(info.get("channels"), info)

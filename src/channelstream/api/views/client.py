@@ -35,7 +35,7 @@ class ClientViews(NodeView):
         """Upgraded requests are served here until the socket closes. A missing or malformed
         conn_id is refused before the upgrade (the server's pre-start hook), landing here as
         plain HTTP: 422 (fix F13)."""
-        data = ListenQuerySchema().load(dict(self.request.GET))
+        data = ListenQuerySchema.shared().load(dict(self.request.GET))
         ws = self.request.environ.get("wsgi.websocket")
         if ws is None:
             message = "This endpoint needs a websocket upgrade request"
@@ -57,7 +57,7 @@ class ClientViews(NodeView):
     def sse(self) -> Response:
         """Server-sent events: a missing or malformed conn_id is a 422 before streaming; an
         unknown one gets `event: close` / `data: 4001` and the end of the stream."""
-        data = ListenQuerySchema().load(dict(self.request.GET))
+        data = ListenQuerySchema.shared().load(dict(self.request.GET))
         response = Response(
             app_iter=sse_stream(self.node, data["conn_id"], self._peer()),
             status=200,
@@ -67,7 +67,7 @@ class ClientViews(NodeView):
 
     @view_config(route_name="listen", request_method="GET")
     def listen(self) -> Response:
-        data = ListenQuerySchema().load(dict(self.request.GET))
+        data = ListenQuerySchema.shared().load(dict(self.request.GET))
         try:
             frames = long_poll(self.node, data["conn_id"])
         except UnknownConnection:
@@ -98,5 +98,5 @@ class ClientViews(NodeView):
                 source = body
             elif not isinstance(body, dict):
                 raise ValidationError({"_schema": ["Invalid input type."]})
-        data = DisconnectBodySchema().load({"conn_id": source.get("conn_id")})
+        data = DisconnectBodySchema.shared().load({"conn_id": source.get("conn_id")})
         return self.node.disconnect(data["conn_id"])

@@ -19,7 +19,7 @@ from channelstream.schemas import (
 class ConnectionViews(NodeView):
     @view_config(route_name="connect")
     def connect(self) -> dict[str, Any]:
-        data = ConnectBodySchema().load(self.json_body())
+        data = ConnectBodySchema.shared().load(self.json_body())
         outcome = self.node.connect(
             data["username"],
             data["conn_id"],
@@ -48,7 +48,7 @@ class ConnectionViews(NodeView):
 
     @view_config(route_name="subscribe")
     def subscribe(self) -> dict[str, Any]:
-        data = SubscribeBodySchema().load(self._membership_body())
+        data = SubscribeBodySchema.shared().load(self._membership_body())
         outcome = self.node.subscribe(data["conn_id"], data["channels"], data["channel_configs"])
         assert outcome.connection is not None
         channels = sorted(outcome.connection.channels)
@@ -60,7 +60,7 @@ class ConnectionViews(NodeView):
 
     @view_config(route_name="unsubscribe")
     def unsubscribe(self) -> dict[str, Any]:
-        data = UnsubscribeBodySchema().load(self._membership_body())
+        data = UnsubscribeBodySchema.shared().load(self._membership_body())
         outcome = self.node.unsubscribe(data["conn_id"], data["channels"])
         assert outcome.connection is not None
         channels = sorted(outcome.connection.channels)

@@ -19,15 +19,15 @@ from channelstream.schemas import (
 class MessageViews(NodeView):
     @view_config(request_method="POST")
     def publish(self) -> list[dict[str, Any]]:
-        messages = MessageBodySchema(many=True).load(self.json_body())
+        messages = MessageBodySchema.shared(many=True).load(self.json_body())
         return self.node.publish(messages).accepted
 
     @view_config(request_method="PATCH")
     def edit(self) -> list[dict[str, Any]]:
-        edits = MessageEditBodySchema(many=True).load(self.json_body())
+        edits = MessageEditBodySchema.shared(many=True).load(self.json_body())
         return self.node.edit(edits).accepted
 
     @view_config(request_method="DELETE")
     def delete(self) -> list[dict[str, Any]]:
-        deletes = MessageDeleteBodySchema(many=True).load(self.json_body())
+        deletes = MessageDeleteBodySchema.shared(many=True).load(self.json_body())
         return self.node.delete(deletes).accepted

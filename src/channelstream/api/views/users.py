@@ -15,7 +15,7 @@ from channelstream.schemas import UserStateBodySchema
 class UserViews(NodeView):
     @view_config(route_name="user_state", request_method="POST")
     def user_state(self) -> dict[str, Any]:
-        data = UserStateBodySchema().load(self.json_body())
+        data = UserStateBodySchema.shared().load(self.json_body())
         outcome = self.node.set_user_state(
             data["user"], data["user_state"], data["state_public_keys"]
         )
