@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.host,
         settings.port,
         shutdown_timeout=settings.shutdown_timeout,
+        request_timeout=settings.request_timeout,
     )
 
 

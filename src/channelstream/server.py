@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("channelstream.access")
 
 SHUTDOWN_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 60.0
 # Listeners closed per batch when stopping, and the pause between batches: 10,000 listeners
 # close within 0.4 s, in-flight requests keep running meanwhile, and reconnecting clients
 # reach the other nodes spread out rather than in one burst.
@@ -65,6 +66,14 @@ def _handler_class() -> type:
     from geventwebsocket.handler import WebSocketHandler
 
     class AccessLoggingWebSocketHandler(WebSocketHandler):
+        def handle(self) -> None:
+            """Serve the connection's requests, none of its reads or writes stalling longer
+            than `request_timeout` (a timed-out read or write ends the connection)."""
+            timeout = getattr(self.server, "request_timeout", 0.0)
+            if timeout:
+                self.socket.settimeout(timeout)
+            super().handle()
+
         def log_request(self) -> None:
             if "101" not in str(self.status):  # upgraded sockets are not access-logged
                 access_log.info(self.format_request())
@@ -151,6 +160,7 @@ def serve(
     port: int,
     *,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> None:
     """Serve `app` on host:port until SIGTERM/SIGINT, then drain (see `_drain`) and return.
 
@@ -171,6 +181,7 @@ def serve(
         error_log=logging.getLogger("channelstream.server.errors"),
     )
     server.pre_start_hook = _pre_start_hook
+    server.request_timeout = request_timeout
     idle_connections = IdleConnections()
     server.idle_connections = idle_connections
     # gevent-websocket's handler writes its debug lines to `server.logger`.
@@ -227,5 +238,10 @@ def paste_server_runner(
     if kwargs:
         log.warning("[server:main] ignores unknown keys: %s", ", ".join(sorted(kwargs)))
     settings = getattr(getattr(wsgi_app, "registry", None), "channelstream_settings", None)
-    timeout = getattr(settings, "shutdown_timeout", SHUTDOWN_TIMEOUT)
-    serve(wsgi_app, str(host), port_number, shutdown_timeout=timeout)
+    serve(
+        wsgi_app,
+        str(host),
+        port_number,
+        shutdown_timeout=getattr(settings, "shutdown_timeout", SHUTDOWN_TIMEOUT),
+        request_timeout=getattr(settings, "request_timeout", REQUEST_TIMEOUT),
+    )

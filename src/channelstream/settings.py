@@ -81,6 +81,13 @@ def parse_positive_float(raw: Any) -> float:
     return value
 
 
+def parse_non_negative_float(raw: Any) -> float:
+    value = float(str(raw).strip())
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"expected a number >= 0, got {raw!r}")
+    return value
+
+
 def parse_port(raw: Any) -> int:
     value = int(str(raw).strip())
     if not 0 <= value <= 65535:
@@ -313,6 +320,14 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "Most connections the server keeps at once (503 on /connect beyond). 0: no limit.",
     ),
     Setting(
+        "request_timeout",
+        "60",
+        parse_non_negative_float,
+        "Seconds an HTTP client may stall: waiting for the rest of its request's headers or "
+        "body, for its next request on a keep-alive connection, or to take response bytes; "
+        "then its connection is closed. Not applied to attached websockets. 0: no limit.",
+    ),
+    Setting(
         "shutdown_timeout",
         "10",
         parse_positive_float,
@@ -380,6 +395,7 @@ class Settings:
     max_queued_frames: int
     max_channels_per_connection: int
     max_connections: int
+    request_timeout: float
     shutdown_timeout: float
     broker: str
     redis_prefix: str

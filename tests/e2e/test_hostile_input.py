@@ -276,8 +276,37 @@ def test_a_websocket_that_vanishes_without_a_close_frame_is_detached_and_collect
     bystander.still_receives()
 
 
+def read_until_closed(sock):
+    """Everything the server sends until it closes the connection (fails after 10 s)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_stalled_requests_are_closed_after_request_timeout(start_server, listeners):
+    server = start_server(settings={"secret": SECRET, "request_timeout": "1"})
+    api = ApiClient(server.base_url, SECRET)
+    room = f"patient-{uuid.uuid4().hex[:6]}"
+    patient = WsListener.open(server.ws_url, api.connect("patient", channels=[room]))
+    listeners.append(patient)
+    half_headers, half_body, idle = (raw_connection(server) for _ in range(3))
+    with half_headers, half_body, idle:
+        half_headers.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        half_body.sendall(signed_request_head("/connect", ["Content-Length: 100"]) + b'{"user')
+
+        # closed, at most with a 400 (gevent's answer to headers cut short)
+        for stalled in (half_headers, half_body):
+            answer = read_until_closed(stalled)
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert read_until_closed(idle) == b""  # an idle keep-alive connection: just closed
+    # the websocket, idle for longer than request_timeout by now, is not affected
+    api.publish({"channel": room, "user": "someone", "message": {"text": "still open"}})
+    patient.wait_for(has_text("still open"), timeout=5.0)
+
+
 def test_a_request_that_never_finishes_holds_only_its_own_connection(server, api, bystander):
-    """There is no header or body read timeout (see docs/security.md): a client that stops
+    """Until `request_timeout` (60 s by default; see the test above), a client that stops
     half-way through its request keeps its connection, and only that."""
     stalled = [raw_connection(server) for _ in range(50)]
     for index, sock in enumerate(stalled):
