@@ -143,14 +143,16 @@ def test_version(run_console_script):
     assert result.stdout.strip() == channelstream.__version__
 
 
-def test_sigterm_closes_websockets_with_1001_and_exits_0(start_server, listeners):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_closes_websockets_with_1001_and_exits_0(start_server, listeners, signum):
     server = start_server(settings={"secret": "drain-secret"})
     api = ApiClient(server.base_url, "drain-secret")
     listener = WsListener.open(server.ws_url, api.connect("drained", channels=["c"]))
     listeners.append(listener)
-    os.kill(server.pid, signal.SIGTERM)
+    os.kill(server.pid, signum)
     assert listener.wait_closed(timeout=5) == 1001
     assert server.process.wait(timeout=10) == 0
+    assert f"{signal.Signals(signum).name} received" in server.log_text()
 
 
 def send_stalled_message_request(server, secret):
