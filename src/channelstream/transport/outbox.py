@@ -113,5 +113,11 @@ class Outbox:
         """`send_now` took the frame `seq`: it counts as taken, to be confirmed as usual."""
         self._taken_up_to = seq
 
+    def sent_directly(self, seq: int) -> None:
+        """`send_now` took the frame `seq` and the kernel all of it: taken and confirmed."""
+        self._taken_up_to = seq
+        if seq > self.served_up_to:
+            self.served_up_to = seq
+
     def __len__(self) -> int:
         return len(self._items)

@@ -222,10 +222,10 @@ class WebSocketListener:
             sent = self.sock.send(frame)
         except OSError:  # full (BlockingIOError) or gone: the queued path deals with it
             return False
-        self.outbox.taken_directly(seq)
         if sent == len(frame):
-            self.outbox.confirm_sent()
+            self.outbox.sent_directly(seq)
         else:
+            self.outbox.taken_directly(seq)
             self._pending = frame[sent:]
             self._pending_taken = True
             if not self._write_watcher.active:
