@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+from functools import partial
 from typing import Any
 
 import servers
@@ -93,13 +93,10 @@ def main() -> None:
     print("connect rate: signed POST /connect + /ws upgrade, connections kept open")
     print(servers.machine_note())
     print(flush=True)
-    rows = []
-    try:
-        for target in servers.targets(args.target):
-            print(f"... {target}, {args.connections:,} connections", file=sys.stderr, flush=True)
-            rows.append(run_one(target, args))
-    except KeyboardInterrupt:
-        print("interrupted; partial results", file=sys.stderr)
+    rows = servers.run_rows(
+        (f"{target}, {args.connections:,} connections", partial(run_one, target, args))
+        for target in servers.targets(args.target)
+    )
     servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["conns"], RATIO_COLUMNS))
     print()
     for row in rows:

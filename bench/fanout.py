@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
+from functools import partial
 from typing import Any
 
 import servers
@@ -149,7 +149,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     servers.enter_private_netns()
-    rows = []
     print("fan-out: N websocket subscribers on one channel, signed POST /message at a fixed rate")
     print(servers.machine_note())
     print(
@@ -159,13 +158,11 @@ def main() -> None:
         else f"rate: {args.rate:g}/s"
     )
     print(flush=True)
-    try:
-        for subscribers in args.subscribers:
-            for target in servers.targets(args.target):
-                print(f"... {target}, {subscribers:,} subscribers", file=sys.stderr, flush=True)
-                rows.append(run_one(target, subscribers, args))
-    except KeyboardInterrupt:
-        print("interrupted; partial results", file=sys.stderr)
+    rows = servers.run_rows(
+        (f"{target}, {subscribers:,} subscribers", partial(run_one, target, subscribers, args))
+        for subscribers in args.subscribers
+        for target in servers.targets(args.target)
+    )
     servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["subs"], RATIO_COLUMNS))
     print()
     for row in rows:

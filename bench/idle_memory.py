@@ -13,8 +13,8 @@ KiB per connection = (RSS after - RSS before) / connections.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from functools import partial
 from typing import Any
 
 import servers
@@ -91,13 +91,10 @@ def main() -> None:
     print("idle memory: N idle websockets (/connect with one channel, then /ws), server RSS")
     print(servers.machine_note())
     print(flush=True)
-    rows = []
-    try:
-        for target in servers.targets(args.target):
-            print(f"... {target}, {args.connections:,} connections", file=sys.stderr, flush=True)
-            rows.append(run_one(target, args))
-    except KeyboardInterrupt:
-        print("interrupted; partial results", file=sys.stderr)
+    rows = servers.run_rows(
+        (f"{target}, {args.connections:,} connections", partial(run_one, target, args))
+        for target in servers.targets(args.target)
+    )
     servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["conns"], RATIO_COLUMNS))
     print()
     for row in rows:

@@ -22,9 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -438,3 +439,16 @@ def machine_note() -> str:
         f"machine: {CPUS} CPUs shared by the server and the load generator (and anything else "
         "running); loopback only, inside a private network namespace (unshare -n)"
     )
+
+
+def run_rows(runs: Iterable[tuple[str, Callable[[], dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Measure each (label, measure) in turn, announcing it on stderr; Ctrl-C (or SIGTERM)
+    stops the series and keeps the rows measured so far."""
+    rows: list[dict[str, Any]] = []
+    try:
+        for label, measure in runs:
+            print(f"... {label}", file=sys.stderr, flush=True)
+            rows.append(measure())
+    except KeyboardInterrupt:
+        print("interrupted; partial results", file=sys.stderr)
+    return rows

@@ -189,26 +189,25 @@ class WebSocketListener:
                 self._peer_close_code = 1000 if event.code == NO_STATUS else event.code
                 self.outbox.close(CloseCode.NORMAL)
             elif isinstance(event, MessageTooBig):
-                log.warning(
-                    "refused GET /ws from %s: close 1009 max_message_size (%d bytes) exceeded "
-                    "by a message of connection %s",
-                    self.peer,
-                    self.reader.max_message_size,
-                    conn_id,
-                    extra={"conn_id": conn_id},
-                )
+                limit = self.reader.max_message_size
+                self._log_refusal(1009, f"max_message_size ({limit} bytes) exceeded")
                 self.outbox.close(CloseCode.MESSAGE_TOO_BIG)
             elif isinstance(event, ProtocolViolation):
-                log.warning(
-                    "refused GET /ws from %s: close 1002 websocket protocol error (%s) on "
-                    "connection %s",
-                    self.peer,
-                    event.reason,
-                    conn_id,
-                    extra={"conn_id": conn_id},
-                )
+                self._log_refusal(PROTOCOL_ERROR, f"websocket protocol error ({event.reason})")
                 self._peer_close_code = PROTOCOL_ERROR
                 self.outbox.close(CloseCode.GOING_AWAY)
+
+    def _log_refusal(self, code: int, reason: str) -> None:
+        """The one log line of a client closed for what it sent (as for refused requests)."""
+        conn_id = self.outbox.conn_id
+        log.warning(
+            "refused GET /ws from %s: close %d %s (connection %s)",
+            self.peer,
+            code,
+            reason,
+            conn_id,
+            extra={"conn_id": conn_id},
+        )
 
     # ------------------------------------------------------------------ writing
 
