@@ -53,6 +53,18 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     return False
 
 
+def raw_error_response(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 response with the JSON error envelope, closing the connection: for
+    requests refused before the app sees them (gevent's parser, not Pyramid, answers those)."""
+    from channelstream.api.errors import error_response
+
+    response = error_response(status, message)
+    head = [f"HTTP/1.1 {response.status}"]
+    head += [f"{name}: {value}" for name, value in response.headerlist]
+    head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
+
+
 def _pre_start_hook(handler: Any) -> bool:
     """gevent-websocket calls this before upgrading; True means 'serve as plain HTTP'."""
     return websocket_upgrade_refused(handler.environ)
@@ -73,6 +85,53 @@ def _handler_class() -> type:
             if timeout:
                 self.socket.settimeout(timeout)
             super().handle()
+
+        # gevent's HTTP parser refuses malformed requests itself; these three hooks give
+        # those refusals the JSON error envelope and one WARNING line (gevent's own: an empty
+        # body, and an ERROR line with a stack trace for some).
+
+        def _refused(self, status: int, reason: str) -> None:
+            peer = self.client_address
+            address = peer[0] if isinstance(peer, tuple) else str(peer)
+            log.warning("refused a malformed request from %s: %d %s", address, status, reason)
+
+        def _handle_client_error(self, ex: BaseException) -> tuple[str, bytes]:
+            from channelstream.api.errors import printable
+
+            reason = printable(getattr(ex, "formatted_message", "") or str(ex) or repr(ex))
+            self._refused(400, reason)
+            return "400", raw_error_response(400, "Malformed HTTP request")
+
+        def _send_error_response_if_possible(self, error_code: int) -> None:
+            if error_code != 400 or self.response_length:
+                super()._send_error_response_if_possible(error_code)
+                return
+            raw = raw_error_response(400, "Malformed HTTP request")
+            head, body = raw.split(b"\r\n\r\n", 1)
+            headers = [tuple(line.split(": ", 1)) for line in head.decode().split("\r\n")[1:]]
+            try:
+                self.start_response("400 Bad Request", headers)
+                self.write(body)
+            except OSError:
+                self.close_connection = True
+
+        def handle_one_request(self) -> Any:
+            result = super().handle_one_request()
+            if isinstance(result, tuple) and result[0] == "414":
+                self._refused(414, "request line over 8 KiB")
+                return "414", raw_error_response(414, "Request line too long")
+            return result
+
+        def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+            if status.startswith("413"):
+                # A body over the limit is not read to its end (gevent would, to reuse the
+                # connection): the connection closes after the answer instead.
+                self.close_connection = True
+                wsgi_input = getattr(self, "wsgi_input", None)
+                if wsgi_input is not None:
+                    wsgi_input._chunked_input_error = True  # gevent's "do not discard" flag
+                headers = [*headers, ("Connection", "close")]
+            return super().start_response(status, headers, exc_info)
 
         def log_request(self) -> None:
             if "101" not in str(self.status):  # upgraded sockets are not access-logged
