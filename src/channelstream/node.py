@@ -430,8 +430,11 @@ class Node:
                     self.frames_dropped += 1
                     self.frames_discarded += outbox.discarded + 1
                     log.warning(
-                        "connection %s fell %d frames behind: closing its %s listener with 4002",
+                        "connection %s from %s fell %d frames behind: closing its %s listener "
+                        "with 4002",
                         conn_id,
+                        outbox.peer or "?",
                         outbox.limit,
                         outbox.kind,
+                        extra={"conn_id": conn_id},
                     )

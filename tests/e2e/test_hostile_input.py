@@ -230,6 +230,7 @@ def test_a_websocket_that_never_reads_is_closed_4002_while_others_keep_receiving
     assert len(slow.messages) < 300
     warnings = [line for line in server.log_text().splitlines() if "with 4002" in line]
     assert len(warnings) == 1 and "WARNING" in warnings[0] and slow_conn in warnings[0]
+    assert f"from {HOST} fell" in warnings[0]  # the client's address is named
 
 
 # ---------------------------------------------------------------------- connect and vanish

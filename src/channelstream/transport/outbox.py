@@ -25,6 +25,7 @@ class Outbox:
         # seq of the newest frame handed to the client; becomes the catchup cursor on detach
         self.served_up_to = served_up_to
         self.close_code: CloseCode | None = None
+        self.peer = ""  # the client's address, for log lines (set by the transport)
         self.discarded = 0  # frames thrown away by the close (catchup replays them)
         self._items: deque[tuple[int, str]] = deque()  # (seq, encoded frames without brackets)
         self._heartbeat_due = False

@@ -64,6 +64,7 @@ def sse_stream(node: Node, conn_id: str, peer: str) -> Iterator[bytes]:
     except BrokerUnavailable:
         yield STREAM_START + close_event(CloseCode.TRY_AGAIN_LATER)
         return
+    outbox.peer = peer
     log.info("sse opened: connection %s from %s", conn_id, peer, extra={"conn_id": conn_id})
     writer = gevent.getcurrent()
     finished = False

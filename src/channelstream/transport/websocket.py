@@ -144,6 +144,7 @@ class WebSocketListener:
         self._finished = False
 
     def start(self, leftover: bytes) -> None:
+        self.outbox.peer = self.peer
         self.outbox.notify = self.flush
         self.outbox.send_now = self.send_now
         self._read_watcher.start(self._guarded, self._on_readable)
