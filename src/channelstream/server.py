@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import socket
 import time
@@ -51,6 +52,14 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     except ValueError:
         return True
     return False
+
+
+_SECRET_PARAMETER = re.compile(r"([?&]secret=)[^&\s\"]*")
+
+
+def redact_secrets(line: str) -> str:
+    """An access-log line without the API token a caller put in the query (`?secret=`)."""
+    return _SECRET_PARAMETER.sub(r"\1[redacted]", line)
 
 
 def raw_error_response(status: int, message: str) -> bytes:
@@ -135,7 +144,7 @@ def _handler_class() -> type:
 
         def log_request(self) -> None:
             if "101" not in str(self.status):  # upgraded sockets are not access-logged
-                access_log.info(self.format_request())
+                access_log.info(redact_secrets(self.format_request()))
 
         def read_requestline(self) -> str:
             """Wait for the next request of a keep-alive connection, as an idle handler

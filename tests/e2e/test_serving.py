@@ -204,3 +204,18 @@ def test_sigterm_closes_many_websockets_in_batches(start_server, listeners):
     assert [listener.wait_closed(timeout=5) for listener in listeners] == [1001] * 3
     assert server.process.wait(timeout=10) == 0
     assert "closed 3 listeners with 1001 in 1 batches" in server.log_text()
+
+
+def test_access_log_does_not_show_a_token_passed_in_the_query(start_server):
+    server = start_server(settings={"secret": "log-secret"})
+    token = sign("log-secret", "/info")
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", f"/info?secret={token}")
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 200
+    wait_for_log(server.log_text, "GET /info?secret=[redacted]")
+    assert token not in server.log_text()
