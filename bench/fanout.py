@@ -15,6 +15,7 @@ workers count what arrives until every subscriber has every message (or nothing 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from functools import partial
@@ -52,7 +53,14 @@ def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str
     rate = args.rate or default_rate(subscribers)
     count = max(1, int(rate * args.seconds))
     row: dict[str, Any] = {"target": target, "subs": subscribers, "rate": rate, "msgs": count}
-    with servers.running_server(target, f"fanout-{subscribers}") as server:
+    with contextlib.ExitStack() as stack:
+        broker, redis_pid = "memory", None
+        if target == "ours" and args.broker == "redis":
+            broker, redis_pid = stack.enter_context(servers.private_redis())
+            row["target"] = "ours+redis"
+        server = stack.enter_context(
+            servers.running_server(target, f"fanout-{subscribers}", broker)
+        )
         load = LoadGenerator(server.port, args.workers, publisher=True)
         try:
             sample_every = max(1, subscribers // args.latency_sample)
@@ -67,7 +75,10 @@ def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str
             load.publisher.call("publish", count=5, rate=rate, channel=CHANNEL)
             load.broadcast("wait", expected_per_socket=5, timeout=120, stall=args.stall)
             load.broadcast("reset")
-            window = servers.CpuWindow({"server": server.pid, "parent": os.getpid(), **load.pids})
+            pids = {"server": server.pid, "parent": os.getpid(), **load.pids}
+            if redis_pid is not None:
+                pids["redis"] = redis_pid
+            window = servers.CpuWindow(pids)
             window.start()
             load.publisher.send("publish", count=count, rate=rate, channel=CHANNEL)
             for worker in load.workers:
@@ -91,7 +102,7 @@ def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str
     latencies = [value for r in reports for value in r["latencies"]]
     last = max(r["last_receive"] for r in reports) or window.stopped
     server_cpu = window.used["server"]
-    loadgen = [name for name in window.pids if name != "server"]
+    loadgen = [name for name in window.pids if name not in ("server", "redis")]
     per_process, share, lg_warnings = servers.loadgen_verdict(window, "server", loadgen)
     closed = {}
     for r in reports:
@@ -116,6 +127,8 @@ def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str
             "log": server.log_summary(),
         }
     )
+    if "redis" in window.pids:
+        row["log"] += f", redis-server CPU {window.used['redis']:.2f} s (not in cpu_s/1k)"
     warnings += lg_warnings
     if expected != received:
         warnings.append(f"{expected - received:,} of {expected:,} deliveries missing")
@@ -133,6 +146,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     servers.add_common_options(parser)
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument(
+        "--broker",
+        choices=("memory", "redis"),
+        default="memory",
+        help="our server's broker: redis starts a private redis-server (the original has none)",
+    )
     parser.add_argument(
         "--rate",
         type=float,

@@ -286,23 +286,66 @@ def _write_original_ini(path: Path, port: int) -> None:
         parser.write(handle)
 
 
-def _write_our_ini(path: Path, port: int) -> None:
+def _write_our_ini(path: Path, port: int, broker: str) -> None:
     path.write_text(
         "[channelstream]\n"
         f"host = {HOST}\nport = {port}\nsecret = {SECRET}\nadmin_secret = bench-admin\n"
-        "log_level = WARNING\n"
+        f"log_level = WARNING\nbroker = {broker}\nredis_prefix = bench-{port}\n"
         # generous limits: the benchmarks measure throughput, not the slow-consumer guard
         "max_queued_frames = 1000000\nmax_connections = 0\nmax_message_size = 1048576\n"
     )
 
 
-def start_server(target: str, workdir: Path, label: str) -> Server:
+@contextlib.contextmanager
+def private_redis() -> Iterator[tuple[str, int]]:
+    """A redis-server of our own on a free loopback port (inside the private network
+    namespace the machine's Redis is out of reach), without persistence; (URL, PID)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("bench: --broker redis needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="cs-bench-redis-") as workdir:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                HOST,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection((HOST, port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise SystemExit("bench: redis-server did not start") from None
+                    time.sleep(0.05)
+            yield f"redis://{HOST}:{port}/0", process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def start_server(target: str, workdir: Path, label: str, broker: str = "memory") -> Server:
     port = free_port()
     ini = workdir / f"{target}-{port}.ini"
     LOG_DIR.mkdir(exist_ok=True)
     log_path = LOG_DIR / f"{label}-{target}.log"
     if target == "ours":
-        _write_our_ini(ini, port)
+        _write_our_ini(ini, port, broker)
         argv = [str(OUR_VENV / "bin" / "channelstream"), "-i", str(ini)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELSTREAM_")}
     elif target == "original":
@@ -332,10 +375,11 @@ def start_server(target: str, workdir: Path, label: str) -> Server:
 
 
 @contextlib.contextmanager
-def running_server(target: str, label: str) -> Iterator[Server]:
-    """A started server, stopped by PID however the block ends."""
+def running_server(target: str, label: str, broker: str = "memory") -> Iterator[Server]:
+    """A started server, stopped by PID however the block ends. `broker` applies to ours
+    only (the original has no broker)."""
     with tempfile.TemporaryDirectory(prefix="cs-bench-") as workdir:
-        server = start_server(target, Path(workdir), label)
+        server = start_server(target, Path(workdir), label, broker)
         try:
             yield server
         finally:
