@@ -89,25 +89,24 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32, help="connects in flight (32)")
     args = parser.parse_args()
-    servers.enter_private_netns()
-    print("connect rate: signed POST /connect + /ws upgrade, connections kept open")
-    print(servers.machine_note())
-    print(flush=True)
+    servers.begin("connect rate: signed POST /connect + /ws upgrade, connections kept open")
     rows = servers.run_rows(
         (f"{target}, {args.connections:,} connections", partial(run_one, target, args))
         for target in servers.targets(args.target)
     )
     servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["conns"], RATIO_COLUMNS))
     print()
-    for row in rows:
-        extra = (
-            f"{row['seconds']:.1f} s, host idle {row['host_idle%']:.0f}%, {row['log']}"
-            if "seconds" in row
-            else "no measurement"
-        )
-        print(f"{row['target']}: {extra}")
-        for warning in row["warnings"]:
-            print(f"  WARNING: {warning}")
+    servers.print_row_notes(
+        rows,
+        lambda row: (
+            f"{row['target']}: "
+            + (
+                f"{row['seconds']:.1f} s, host idle {row['host_idle%']:.0f}%, {row['log']}"
+                if "seconds" in row
+                else "no measurement"
+            )
+        ),
+    )
     print()
     print(
         f"conns/s: connections opened per second ({args.concurrency} in flight); connect_*: "

@@ -167,16 +167,13 @@ def main() -> None:
         "--latency-sample", type=int, default=200, help="subscribers that time messages (200)"
     )
     args = parser.parse_args()
-    servers.enter_private_netns()
-    print("fan-out: N websocket subscribers on one channel, signed POST /message at a fixed rate")
-    print(servers.machine_note())
-    print(
+    servers.begin(
+        "fan-out: N websocket subscribers on one channel, signed POST /message at a fixed rate",
         "rates: 100/s up to 1,000 subscribers, 10/s above (100,000 deliveries/s at 10,000 x "
         "100/s is beyond one Python process)"
         if not args.rate
-        else f"rate: {args.rate:g}/s"
+        else f"rate: {args.rate:g}/s",
     )
-    print(flush=True)
     rows = servers.run_rows(
         (f"{target}, {subscribers:,} subscribers", partial(run_one, target, subscribers, args))
         for subscribers in args.subscribers
@@ -184,16 +181,18 @@ def main() -> None:
     )
     servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["subs"], RATIO_COLUMNS))
     print()
-    for row in rows:
-        extra = (
-            f"{row['samples']:,} latency samples, window {row['window_s']:.1f} s, "
-            f"host idle {row['host_idle%']:.0f}%, {row['log']}"
-            if "samples" in row
-            else "no measurement"
-        )
-        print(f"{row['target']} {row['subs']:,}: {extra}")
-        for warning in row.get("warnings", []):
-            print(f"  WARNING: {warning}")
+    servers.print_row_notes(
+        rows,
+        lambda row: (
+            f"{row['target']} {row['subs']:,}: "
+            + (
+                f"{row['samples']:,} latency samples, window {row['window_s']:.1f} s, "
+                f"host idle {row['host_idle%']:.0f}%, {row['log']}"
+                if "samples" in row
+                else "no measurement"
+            )
+        ),
+    )
     print()
     print(
         "deliv/s: deliveries / (last receive - first publish); p50/p99: publish-to-receive "

@@ -87,20 +87,16 @@ def main() -> None:
         "--settle-before", type=float, default=3.0, help="seconds after start before reading RSS"
     )
     args = parser.parse_args()
-    servers.enter_private_netns()
-    print("idle memory: N idle websockets (/connect with one channel, then /ws), server RSS")
-    print(servers.machine_note())
-    print(flush=True)
+    servers.begin(
+        "idle memory: N idle websockets (/connect with one channel, then /ws), server RSS"
+    )
     rows = servers.run_rows(
         (f"{target}, {args.connections:,} connections", partial(run_one, target, args))
         for target in servers.targets(args.target)
     )
     servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["conns"], RATIO_COLUMNS))
     print()
-    for row in rows:
-        print(f"{row['target']}: {row.get('log', '')}")
-        for warning in row["warnings"]:
-            print(f"  WARNING: {warning}")
+    servers.print_row_notes(rows, lambda row: f"{row['target']}: {row.get('log', '')}")
     print()
     print(
         "rss_before/after: server VmRSS before opening and after the settle period "

@@ -496,3 +496,22 @@ def run_rows(runs: Iterable[tuple[str, Callable[[], dict[str, Any]]]]) -> list[d
     except KeyboardInterrupt:
         print("interrupted; partial results", file=sys.stderr)
     return rows
+
+
+def begin(*heading: str) -> None:
+    """Enter the private network namespace, then print the run's heading lines and the
+    machine note."""
+    enter_private_netns()
+    print(heading[0])
+    print(machine_note())
+    for line in heading[1:]:
+        print(line)
+    print(flush=True)
+
+
+def print_row_notes(rows: list[dict[str, Any]], describe: Callable[[dict[str, Any]], str]) -> None:
+    """One line per row (`describe(row)`), each followed by that row's warnings."""
+    for row in rows:
+        print(describe(row))
+        for warning in row.get("warnings", []):
+            print(f"  WARNING: {warning}")

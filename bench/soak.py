@@ -37,21 +37,21 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=10, help="channels used (10)")
     parser.add_argument("--users", type=int, default=1000, help="user names cycled (1000)")
     args = parser.parse_args()
-    servers.enter_private_netns()
     names = servers.targets(args.target)
     seconds = args.minutes * 60
     # the flatness window: the last 5 minutes, or the second half of a shorter run
     window = min(300.0, seconds / 2)
-    print("churn soak: connect / subscribe / publish / disconnect, server RSS every 10 s")
-    print(servers.machine_note())
-    print(
+    servers.begin(
+        "churn soak: connect / subscribe / publish / disconnect, server RSS every 10 s",
         f"{args.rate:g} new connections/s per server, ~{args.live} open, {args.channels} "
         f"channels, {args.users} user names; disconnects rotate over close+/disconnect, "
-        "close only (server GC), /disconnect only"
+        "close only (server GC), /disconnect only",
+        *(
+            ["both servers run at the same time (memory, not speed, is measured)"]
+            if len(names) > 1
+            else []
+        ),
     )
-    if len(names) > 1:
-        print("both servers run at the same time (memory, not speed, is measured)")
-    print(flush=True)
 
     samples: list[dict[str, Any]] = []
     totals: dict[str, dict[str, Any]] = {}
