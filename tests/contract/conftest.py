@@ -103,6 +103,23 @@ class Recorder:
         return self.wait_for(lambda commands: wanted <= {c.id for c in commands}, timeout)
 
 
+class BlockingRecorder(Recorder):
+    """A Recorder that holds up applying the command named `blocking_name`: `applying` is
+    set once it has it, and it goes on when `release` is set (or after WAIT)."""
+
+    def __init__(self, blocking_name: str) -> None:
+        super().__init__()
+        self.blocking_name = blocking_name
+        self.applying = threading.Event()
+        self.release = threading.Event()
+
+    def apply(self, command: Command) -> None:
+        if command.name == self.blocking_name:
+            self.applying.set()
+            self.release.wait(WAIT)
+        super().apply(command)
+
+
 @dataclass
 class Node:
     broker: Broker

@@ -21,6 +21,7 @@ from tests.contract.conftest import (
     LATE_JOINER,
     MULTI_NODE,
     WAIT,
+    BlockingRecorder,
     MakeBroker,
     Node,
     Recorder,
@@ -250,26 +251,17 @@ def test_wait_caught_up_covers_another_nodes_commands(make_broker: MakeBroker) -
 def test_wait_caught_up_is_true_only_once_the_command_is_applied(
     make_broker: MakeBroker,
 ) -> None:
-    applying = threading.Event()
-    release = threading.Event()
-
-    class SlowRecorder(Recorder):
-        def apply(self, command: Command) -> None:
-            if command.name == "slow":
-                applying.set()
-                release.wait(WAIT)
-            super().apply(command)
-
-    a = make_broker("node-a", recorder=SlowRecorder())
+    slow_recorder = BlockingRecorder("slow")
+    a = make_broker("node-a", recorder=slow_recorder)
     b = make_broker("node-b")
     try:
         slow = b.submit("slow")
-        assert applying.wait(WAIT)  # a has the command, but has not applied it yet
+        assert slow_recorder.applying.wait(WAIT)  # a has the command, but has not applied it yet
 
         assert a.broker.wait_caught_up(0.3) is False
         assert slow.id not in a.recorder.ids
     finally:
-        release.set()
+        slow_recorder.release.set()
     assert a.broker.wait_caught_up(WAIT) is True
     assert slow.id in a.recorder.ids
 
@@ -486,28 +478,19 @@ def test_a_node_that_cannot_read_the_snapshot_at_start_restores_it_later(
 def test_a_node_left_behind_the_trimmed_log_does_not_miss_commands(
     make_broker: MakeBroker,
 ) -> None:
-    applying = threading.Event()
-    release = threading.Event()
-
-    class StalledRecorder(Recorder):
-        def apply(self, command: Command) -> None:
-            if command.name == "stall":
-                applying.set()
-                release.wait(WAIT)
-            super().apply(command)
-
+    stalled_recorder = BlockingRecorder("stall")
     a = make_broker("node-a")
-    b = make_broker("node-b", recorder=StalledRecorder())
+    b = make_broker("node-b", recorder=stalled_recorder)
     try:
         stall = a.submit("stall")
-        assert applying.wait(WAIT)  # b is stuck on it; a goes on
+        assert stalled_recorder.applying.wait(WAIT)  # b is stuck on it; a goes on
         sent = []
         for n in range(3):
             sent.append(a.submit(n=n))
             assert a.broker.wait_caught_up(WAIT)
             a.broker.save_snapshot({"after": n})  # the third trims stall and sent[0]
     finally:
-        release.set()
+        stalled_recorder.release.set()
     last = a.submit(n=3)
     assert b.recorder.wait_for_ids([last.id])
 
