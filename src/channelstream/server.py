@@ -115,12 +115,14 @@ def _handler_class() -> type:
             if error_code != 400 or self.response_length:
                 super()._send_error_response_if_possible(error_code)
                 return
-            raw = raw_error_response(400, "Malformed HTTP request")
-            head, body = raw.split(b"\r\n\r\n", 1)
-            headers = [tuple(line.split(": ", 1)) for line in head.decode().split("\r\n")[1:]]
+            from channelstream.api.errors import error_response
+
+            response = error_response(400, "Malformed HTTP request")
             try:
-                self.start_response("400 Bad Request", headers)
-                self.write(body)
+                self.start_response(
+                    response.status, [*response.headerlist, ("Connection", "close")]
+                )
+                self.write(response.body)
             except OSError:
                 self.close_connection = True
 
