@@ -3,9 +3,11 @@ backpressure, pongs between frames, and the close handshake."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
 import struct
+import termios
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,3 +145,59 @@ def test_a_server_close_sends_the_code_then_ends(attached):
     with gevent.Timeout(WAIT):
         while client.node.listener_count():
             gevent.sleep(0.01)
+
+
+def wait_until(condition: Any) -> None:
+    with gevent.Timeout(WAIT):
+        while not condition():
+            gevent.sleep(0.01)
+
+
+def unread(sock: socket.socket) -> int:
+    """Bytes received by `sock` that nobody has read yet."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+@pytest.fixture
+def stuck(make_client: Any) -> Iterator[tuple[ApiClient, Any, Peer, socket.socket]]:
+    """A listener (max_queued_frames 20) whose socket is full: the client reads nothing."""
+    client = make_client(max_queued_frames=20)
+    conn_id = client.connect("alice", channels=["room"])["conn_id"]
+    server_end, client_end = socket.socketpair()
+    for end in (server_end, client_end):
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server_end.setblocking(False)
+    outbox = client.node.attach(conn_id, "ws")
+    WebSocketListener(server_end, client.node, outbox, FrameCache(), "peer").start(b"")
+    peer = Peer(gevent.socket.socket(fileno=client_end.detach()))
+    publish(client, 10, size=6000)  # far more than the socket buffers hold
+    yield client, outbox, peer, server_end
+    peer.sock.close()
+
+
+def test_pings_while_the_client_reads_nothing_get_one_pong_for_the_latest(stuck):
+    client, outbox, peer, server_end = stuck
+    for index in range(20):
+        peer.send(OPCODE_PING, b"ping %d" % index)
+    wait_until(lambda: unread(server_end) == 0)  # the server has read every ping
+    frames = [peer.read_frame()]
+    while frames[-1][0] != OPCODE_PONG:
+        frames.append(peer.read_frame())
+    assert frames[-1] == (OPCODE_PONG, b"ping 19")  # the earlier ones were never queued
+    received = sum(len(json.loads(payload)) for _, payload in frames[:-1])
+    peer.read_messages(10 - received)  # the rest of the backlog, and no other pong
+    publish(client, 1)
+    assert peer.read_messages(1)[0]["message"]["i"] == 0
+    assert outbox.close_code is None
+
+
+def test_a_client_that_pings_nonstop_and_reads_nothing_is_closed_4002(stuck):
+    _, outbox, peer, server_end = stuck
+    for _ in range(20):  # max_queued_frames pings: still within the limit
+        peer.send(OPCODE_PING, b"x" * 125)
+    wait_until(lambda: unread(server_end) == 0)
+    assert outbox.close_code is None
+    peer.send(OPCODE_PING, b"x" * 125)  # one more
+    wait_until(lambda: outbox.close_code is not None)
+    assert outbox.close_code == CloseCode.TOO_SLOW

@@ -166,9 +166,12 @@ CONN_ID = str(uuid.uuid4())
         ("/ws", "other=1", True),
         ("/ws", f"conn_id=bad&conn_id={CONN_ID}", False),  # the last one counts, as in pyramid
         ("/prefix/ws", "", True),
-        ("/listen", "", False),
-        ("/wss", "", False),
-        ("/", "", False),
+        # never upgraded, whatever the headers: only /ws is served as a websocket
+        ("/listen", f"conn_id={CONN_ID}", True),
+        ("/sse", f"conn_id={CONN_ID}", True),
+        ("/health", "", True),
+        ("/wss", f"conn_id={CONN_ID}", True),
+        ("/", "", True),
     ],
 )
 def test_websocket_upgrade_refused(path, query, refused):
@@ -177,4 +180,4 @@ def test_websocket_upgrade_refused(path, query, refused):
 
 def test_websocket_upgrade_refused_without_query_string():
     assert websocket_upgrade_refused({"PATH_INFO": "/ws"}) is True
-    assert websocket_upgrade_refused({}) is False
+    assert websocket_upgrade_refused({}) is True

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from channelstream.close_codes import CloseCode
 from channelstream.node import Node
+from channelstream.transport.hangup import watch_for_hangup
 
 log = logging.getLogger(__name__)
 
@@ -19,24 +21,37 @@ COLLECT_MORE_SECONDS = 0.25
 COLLECT_AT_MOST_SECONDS = 1.0  # a steady stream must not keep a poll open for ever
 
 
-def long_poll(node: Node, conn_id: str) -> str | None:
+def long_poll(node: Node, conn_id: str, client_socket: Any = None) -> str | None:
     """A JSON array of the frames for this poll, or None if the connection ended meanwhile.
 
+    `client_socket` (if known) is watched: a client that hangs up ends the poll at once, and
+    what it had collected is left to the next poll's catchup.
     Raises UnknownConnection if there is no such connection.
     """
     outbox = node.attach(conn_id, "poll")
     log.debug("long poll waiting: connection %s", conn_id)
     parts: list[str] = []
+    hung_up = False
+
+    def on_hangup() -> None:
+        nonlocal hung_up
+        hung_up = True
+        outbox.close(CloseCode.GOING_AWAY)
+
+    hangup = watch_for_hangup(client_socket, on_hangup) if client_socket is not None else None
     try:
         ready = outbox.wait(node.settings.wake_connections_after)
         deadline = time.monotonic() + COLLECT_AT_MOST_SECONDS
         while ready and outbox.close_code is None and time.monotonic() < deadline:
             text = outbox.take()
-            outbox.confirm_sent()  # the response is built in this request: count it served
             if text and text != "[]":
                 parts.append(text[1:-1])
             ready = outbox.wait(COLLECT_MORE_SECONDS)
+        if not hung_up:
+            outbox.confirm_sent()  # the response is built in this request: count it served
     finally:
+        if hangup is not None:
+            hangup.kill()
         node.detach(outbox)
     if outbox.close_code == CloseCode.NORMAL:
         return None  # /disconnect ended the connection while we waited (fix F17)

@@ -7,8 +7,9 @@ sends `event: close` with the websocket close code as data (4001: unknown connec
 new conn_id; 1000: disconnected; 1001: shutting down; 4002: too slow), so a browser's
 EventSource can tell a final close from a dropped connection.
 
-A client that goes away is noticed by the next write failing (a heartbeat at the latest);
-the generator's `finally` then detaches the listener.
+A client that goes away is noticed at once when the server gives its socket (see
+`transport.hangup`), else by the next write failing (a heartbeat at the latest); the
+generator's `finally` then detaches the listener.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import gevent
 
@@ -23,6 +25,7 @@ from channelstream.broker import BrokerUnavailable
 from channelstream.close_codes import CloseCode
 from channelstream.core.errors import UnknownConnection
 from channelstream.node import Node
+from channelstream.transport.hangup import watch_for_hangup
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,9 @@ class ClientTooSlow(ConnectionResetError):
     like a reset connection)."""
 
 
-def sse_stream(node: Node, conn_id: str, peer: str) -> Iterator[bytes]:
-    """The body of one `/sse` response: attach, stream frames until either side ends it."""
+def sse_stream(node: Node, conn_id: str, peer: str, client_socket: Any = None) -> Iterator[bytes]:
+    """The body of one `/sse` response: attach, stream frames until either side ends it.
+    `client_socket` (if known) is watched for the client hanging up."""
     try:
         outbox = node.attach(conn_id, "sse")
     except UnknownConnection:
@@ -74,6 +78,9 @@ def sse_stream(node: Node, conn_id: str, peer: str) -> Iterator[bytes]:
             writer.kill(ClientTooSlow(errno.ECONNRESET, "client reads nothing"), block=False)
 
     outbox.on_close = lambda code: gevent.spawn_later(CLOSE_GRACE_SECONDS, cut_if_stuck)
+    hangup = None
+    if client_socket is not None:
+        hangup = watch_for_hangup(client_socket, lambda: outbox.close(CloseCode.GOING_AWAY))
     try:
         yield STREAM_START
         while True:
@@ -87,6 +94,8 @@ def sse_stream(node: Node, conn_id: str, peer: str) -> Iterator[bytes]:
                 outbox.confirm_sent()
     finally:
         finished = True
+        if hangup is not None:
+            hangup.kill()
         if outbox.close_code is None:
             outbox.close(CloseCode.GOING_AWAY)  # the client went away (a write failed)
         node.detach(outbox)

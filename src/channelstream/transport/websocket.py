@@ -8,8 +8,8 @@ request objects) and served by event-loop callbacks:
   the delivering greenlet; only what the kernel does not take at once waits, and then the
   socket's write readiness resumes the writing, everything waiting sent as one JSON array;
 - client bytes are read when the socket is readable and fed to the sans-I/O `FrameReader`:
-  messages count as activity, pings get pongs, a close is answered, a message over
-  `max_message_size` closes with 1009 before its payload is read.
+  messages count as activity, pings get pongs (the latest only; bounded like frames), a close
+  is answered, a message over `max_message_size` closes with 1009 before its payload is read.
 
 An idle websocket is thus a socket, two event-loop watchers and a few small objects.
 """
@@ -136,7 +136,12 @@ class WebSocketListener:
         self._grace_timer: Any = None
         self._pending = b""  # bytes handed to the socket but not yet taken by the kernel
         self._pending_taken = False  # they carry frames taken from the outbox
-        self._controls: list[bytes] = []  # pongs and the close reply, sent between frames
+        # The pong for the latest ping, sent between frames. Only the latest is answered (RFC
+        # 6455 5.5.3 allows it), so pings from a client that reads nothing queue nothing.
+        self._pong: bytes | None = None
+        # pings since a pong was last written: a client that keeps pinging without reading
+        # is closed with 4002 like one that does not read its frames
+        self._pings_unanswered = 0
         self._peer_close_code: int | None = None
         self._close_sent = False
         self._flushing = False
@@ -184,8 +189,7 @@ class WebSocketListener:
             if isinstance(event, MessageReceived):
                 self.node.touch(conn_id)
             elif isinstance(event, PingReceived):
-                self._controls.append(encode_frame(event.payload, OPCODE_PONG))
-                self.flush()
+                self._on_ping(event.payload)
             elif isinstance(event, CloseReceived):
                 self._peer_close_code = 1000 if event.code == NO_STATUS else event.code
                 self.outbox.close(CloseCode.NORMAL)
@@ -197,6 +201,22 @@ class WebSocketListener:
                 self._log_refusal(PROTOCOL_ERROR, f"websocket protocol error ({event.reason})")
                 self._peer_close_code = PROTOCOL_ERROR
                 self.outbox.close(CloseCode.GOING_AWAY)
+
+    def _on_ping(self, payload: bytes) -> None:
+        """Answer the latest ping; a client that sends more than `max_queued_frames` pings
+        while no pong could be written to it is not reading: closed with 4002."""
+        if self.outbox.close_code is not None:
+            return  # closing: the close frame is the last thing this client gets
+        if self._pings_unanswered >= self.outbox.limit:
+            self._log_refusal(
+                int(CloseCode.TOO_SLOW),
+                f"more than max_queued_frames ({self.outbox.limit}) pings while reading no pong",
+            )
+            self.outbox.close(CloseCode.TOO_SLOW)
+            return
+        self._pings_unanswered += 1
+        self._pong = encode_frame(payload, OPCODE_PONG)
+        self.flush()
 
     def _log_refusal(self, code: int, reason: str) -> None:
         """The one log line of a client closed for what it sent (as for refused requests)."""
@@ -215,7 +235,7 @@ class WebSocketListener:
     def send_now(self, seq: int, encoded: str) -> bool:
         """The delivery fast path (the outbox has nothing waiting): one non-blocking send of
         the message's shared frame. False leaves the frame to the outbox and `flush`."""
-        if self._pending or self._controls or self._flushing or self._finished:
+        if self._pending or self._pong or self._flushing or self._finished:
             return False
         frame = self.frames.frame_of(encoded)
         try:
@@ -259,8 +279,9 @@ class WebSocketListener:
             if self._pending_taken:
                 self._pending_taken = False
                 outbox.confirm_sent()
-            if self._controls:
-                self._pending = self._controls.pop(0)
+            if self._pong is not None:
+                self._pending, self._pong = self._pong, None
+                self._pings_unanswered = 0
                 continue
             if outbox.close_code is not None:
                 if self._close_sent:
@@ -298,7 +319,7 @@ class WebSocketListener:
         """Send the close frame (after any partly written frame), then half-close and wait
         for the peer to go, at most CLOSE_GRACE_SECONDS."""
         self._close_sent = True
-        self._controls.clear()
+        self._pong = None
         if self._peer_close_code is not None:
             frame = encode_close(self._peer_close_code)
         else:
