@@ -15,8 +15,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from channelstream.logs import EscapingLoggerAdapter, escaped
+from channelstream.transport.hangup import CLIENT_SOCKET_KEY
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("channelstream.access")
@@ -34,15 +38,18 @@ KILL_GRACE = 1.0
 
 
 def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
-    """True when a request for `.../ws` must not be upgraded to a websocket.
+    """True when a request must not be upgraded to a websocket: served as plain HTTP instead.
 
-    That is when its `conn_id` query parameter is missing or not a UUID: the request then goes
-    to the app as plain HTTP, which answers 422 with a JSON error instead of accepting a socket.
-    Like Pyramid's `request.params`, the last of repeated `conn_id` parameters counts.
+    Only `.../ws` with a UUID `conn_id` is upgraded. Any other path is never upgraded,
+    whatever headers it came with: an upgraded request's response is thrown away, so an
+    `/sse` stream served on one would stream into nothing and never notice its client leave.
+    A `/ws` request with its `conn_id` missing or not a UUID goes to the app as plain HTTP,
+    which answers 422 with a JSON error instead of accepting a socket. Like Pyramid's
+    `request.params`, the last of repeated `conn_id` parameters counts.
     """
     path = str(environ.get("PATH_INFO") or "")
     if not path.endswith("/ws"):
-        return False
+        return True
     query = parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True)
     values = query.get("conn_id")
     if not values:
@@ -54,12 +61,59 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     return False
 
 
-_SECRET_PARAMETER = re.compile(r"([?&]secret=)[^&\s\"]*")
+# A query parameter's name and its "=". Names start after "?", after "&" or ";" (WebOb splits
+# the query on both) or after whitespace (gevent splits the request line there); a value runs
+# to the next "&", ";" or space, so a token cut by a stray control character is redacted whole.
+_PARAMETER_NAME = re.compile(r"(?<=[?&;\s])([^?&;=\s]*)=")
+_VALUE_END = re.compile(r"[&; ]")
+# The longest request line an access line shows, escaped (gevent refuses longer ones).
+LOGGED_REQUEST_LINE_LENGTH = 8192
 
 
 def redact_secrets(line: str) -> str:
-    """An access-log line without the API token a caller put in the query (`?secret=`)."""
-    return _SECRET_PARAMETER.sub(r"\1[redacted]", line)
+    """`line` (a request line) with the value of each `secret` query parameter replaced by
+    `[redacted]`: each parameter the server would read as `secret`, that is whose name is
+    `secret` once "+" and percent escapes are decoded (`?%73ecret=` too), repeated ones all."""
+    if "?" not in line or ("secret" not in line and "%" not in line):
+        return line  # the usual line: none of its names can decode to `secret`
+    parts: list[str] = []
+    done = 0
+    for match in _PARAMETER_NAME.finditer(line):
+        start = match.end()
+        if start <= done or unquote_to_bytes(match[1].replace("+", " ")) != b"secret":
+            continue
+        end = _VALUE_END.search(line, start)
+        parts += [line[done:start], "[redacted]"]
+        done = end.start() if end else len(line)
+    return "".join(parts) + line[done:] if parts else line
+
+
+def status_code(status: object) -> str:
+    """The code of a gevent handler's `status` (b"200 OK", or "400" for a refused request)."""
+    if isinstance(status, bytes):
+        status = status.decode("latin-1")
+    words = str(status or "").split(None, 1)
+    return words[0] if words else "000"
+
+
+def access_line(
+    client: str,
+    requestline: str,
+    status: str,
+    length: int,
+    duration: float | None,
+    now: datetime,
+) -> str:
+    """One access-log line, in gevent's layout: client, time, the request line with its
+    `secret` values redacted, status, bytes sent and seconds taken. Every value is escaped
+    (and `"` inside the quotes), so whatever a client sent, the line is one printable line."""
+    request = escaped(redact_secrets(requestline), LOGGED_REQUEST_LINE_LENGTH)
+    request = request.replace('"', '\\"')
+    seconds = "-" if duration is None else f"{duration:.6f}"
+    return (
+        f"{escaped(client) or '-'} - - [{now.isoformat(' ', 'seconds')}] "
+        f'"{request}" {escaped(status)} {length or "-"} {seconds}'
+    )
 
 
 def raw_error_response(status: int, message: str) -> bytes:
@@ -95,6 +149,13 @@ def _handler_class() -> type:
                 self.socket.settimeout(timeout)
             super().handle()
 
+        def get_environ(self) -> dict[str, Any]:
+            """The WSGI environ, with the client's socket for listeners that watch for the
+            client hanging up (see `transport.hangup`)."""
+            environ: dict[str, Any] = super().get_environ()
+            environ[CLIENT_SOCKET_KEY] = self.socket
+            return environ
+
         # gevent's HTTP parser refuses malformed requests itself; these three hooks give
         # those refusals the JSON error envelope and one WARNING line (gevent's own: an empty
         # body, and an ERROR line with a stack trace for some).
@@ -107,7 +168,8 @@ def _handler_class() -> type:
         def _handle_client_error(self, ex: BaseException) -> tuple[str, bytes]:
             from channelstream.api.errors import printable
 
-            reason = printable(getattr(ex, "formatted_message", "") or str(ex) or repr(ex))
+            message = getattr(ex, "formatted_message", "") or str(ex) or repr(ex)
+            reason = printable(redact_secrets(message))  # gevent's may quote the request line
             self._refused(400, reason)
             return "400", raw_error_response(400, "Malformed HTTP request")
 
@@ -145,8 +207,24 @@ def _handler_class() -> type:
             return super().start_response(status, headers, exc_info)
 
         def log_request(self) -> None:
-            if "101" not in str(self.status):  # upgraded sockets are not access-logged
-                access_log.info(redact_secrets(self.format_request()))
+            """The request's access line (none for an upgraded websocket), made from the
+            handler attributes gevent documents rather than its `format_request`."""
+            status = status_code(self.status)
+            if status == "101" or not access_log.isEnabledFor(logging.INFO):
+                return
+            peer = self.client_address
+            client = peer[0] if isinstance(peer, tuple) else str(peer or "")
+            duration = self.time_finish - self.time_start if self.time_finish else None
+            line = self.requestline or ""
+            length = self.response_length
+            access_log.info(access_line(client, line, status, length, duration, datetime.now()))
+
+        @property
+        def logger(self) -> EscapingLoggerAdapter:
+            """gevent-websocket's logger (`server.logger`), its messages escaped: some quote
+            the client's handshake headers."""
+            target = getattr(self.server, "logger", None)
+            return EscapingLoggerAdapter(target or logging.getLogger("channelstream.websocket"))
 
         def read_requestline(self) -> str:
             """Wait for the next request of a keep-alive connection, as an idle handler

@@ -10,12 +10,13 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config, view_defaults
 
-from channelstream.api.errors import error_response, json_response, log_refusal
+from channelstream.api.errors import error_response, json_response, log_refusal, printable
 from channelstream.api.security import client_address
 from channelstream.api.tween import origin_allowed
 from channelstream.api.views import NodeView
 from channelstream.core.errors import UnknownConnection
 from channelstream.schemas import DisconnectBodySchema, ListenQuerySchema
+from channelstream.transport.hangup import CLIENT_SOCKET_KEY
 from channelstream.transport.longpoll import long_poll
 from channelstream.transport.sse import HEADERS as SSE_HEADERS
 from channelstream.transport.sse import sse_stream
@@ -27,8 +28,9 @@ UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
 @view_defaults(permission=NO_PERMISSION_REQUIRED)
 class ClientViews(NodeView):
     def _peer(self) -> str:
-        """The browser's address for log lines (X-Forwarded-For only via trusted_proxies)."""
-        return client_address(self.request, self.node.settings.trusted_proxies)
+        """The browser's address for log lines (X-Forwarded-For only via trusted_proxies),
+        escaped: a hop is whatever the client put in the header."""
+        return printable(client_address(self.request, self.node.settings.trusted_proxies))
 
     @view_config(route_name="ws")
     def websocket(self) -> Response:
@@ -58,8 +60,9 @@ class ClientViews(NodeView):
         """Server-sent events: a missing or malformed conn_id is a 422 before streaming; an
         unknown one gets `event: close` / `data: 4001` and the end of the stream."""
         data = ListenQuerySchema.shared().load(dict(self.request.GET))
+        client_socket = self.request.environ.get(CLIENT_SOCKET_KEY)
         response = Response(
-            app_iter=sse_stream(self.node, data["conn_id"], self._peer()),
+            app_iter=sse_stream(self.node, data["conn_id"], self._peer(), client_socket),
             status=200,
         )
         response.headers.update(SSE_HEADERS)
@@ -69,7 +72,9 @@ class ClientViews(NodeView):
     def listen(self) -> Response:
         data = ListenQuerySchema.shared().load(dict(self.request.GET))
         try:
-            frames = long_poll(self.node, data["conn_id"])
+            frames = long_poll(
+                self.node, data["conn_id"], self.request.environ.get(CLIENT_SOCKET_KEY)
+            )
         except UnknownConnection:
             frames = None
         if frames is None:
