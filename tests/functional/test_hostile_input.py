@@ -19,7 +19,14 @@ from urllib.parse import quote
 import pytest
 import webtest
 
-from tests.functional.conftest import SECRET, TOKEN_HEADER, ApiClient, ClientFactory, token_at
+from tests.functional.conftest import (
+    SECRET,
+    TOKEN_HEADER,
+    ApiClient,
+    ClientFactory,
+    checked,
+    token_at,
+)
 
 PEER = "127.0.0.1"
 
@@ -105,7 +112,7 @@ def raw_request(
     request = webtest.TestRequest.blank(path, method="POST")
     request.headers[TOKEN_HEADER] = client.token(path)
     request.environ.update({"REMOTE_ADDR": PEER, **environ})
-    return client.testapp.do_request(request, status=status, expect_errors=True)
+    return checked(client.testapp.do_request(request, expect_errors=True), status)
 
 
 # ---------------------------------------------------------------------------------- body size

@@ -6,11 +6,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import resources
+from typing import Any
 
 import swagger_ui_bundle
 from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPNotFound
 from pyramid.renderers import JSON
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.static import static_view
 from pyramid.tweens import EXCVIEW
 
 from channelstream import encoding
@@ -44,15 +51,51 @@ ROUTES = {
     "admin_sign_in": "/admin/sign_in",
     "admin_sign_out": "/admin/sign_out",
 }
-# Static files (public, as 0.7.1's /static): Swagger UI's own files from swagger-ui-bundle, the
-# explorer's page script (top-level static/apiexplorer/, installed as channelstream.apiexplorer)
-# and the package's static/ folder (admin panel). Most specific first.
-STATIC_VIEWS = {
-    "static/swagger-ui": str(swagger_ui_bundle.swagger_ui_path),
-    "static/apiexplorer": str(resources.files("channelstream.apiexplorer")),
-    "static": str(resources.files("channelstream") / "static"),
-}
 STATIC_MAX_AGE = 3600
+
+
+class StaticFiles:
+    """The files of one folder that pages load, served under one URL prefix; any other path
+    (the folder's HTML pages, its Python, other demo files) is a 404. With `nosniff`, so a
+    file is only ever what its extension says."""
+
+    def __init__(self, folder: str, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+        self.serve = static_view(folder, cache_max_age=STATIC_MAX_AGE, use_subpath=True)
+
+    def __call__(self, context: Any, request: Request) -> Response:
+        if "/".join(request.subpath) not in self.names:
+            raise HTTPNotFound()
+        response: Response = self.serve(context, request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+# Static files (public, as 0.7.1's /static), no HTML: Swagger UI's own files from
+# swagger-ui-bundle, the explorer's scripts (top-level static/apiexplorer/, installed as
+# channelstream.apiexplorer), the admin panel's and the browser client from the package's
+# static/ folder. Most specific first. The pages themselves are views with their CSP.
+STATIC_VIEWS = {
+    "static/swagger-ui": StaticFiles(
+        str(swagger_ui_bundle.swagger_ui_path),
+        [
+            "swagger-ui-bundle.js",
+            "swagger-ui-bundle.js.map",
+            "swagger-ui.css",
+            "swagger-ui.css.map",
+            "favicon-32x32.png",
+            "favicon-16x16.png",
+        ],
+    ),
+    "static/apiexplorer": StaticFiles(
+        str(resources.files("channelstream.apiexplorer")),
+        ["explorer.js", "signer.js", "explorer.css"],
+    ),
+    "static": StaticFiles(
+        str(resources.files("channelstream") / "static"),
+        ["channelstream.js", "admin/admin.js", "admin/admin.css"],
+    ),
+}
 
 
 def includeme(config: Configurator) -> None:
@@ -72,7 +115,13 @@ def includeme(config: Configurator) -> None:
     config.registry.channelstream_sign_in_throttle = FailureThrottle()
     for name, pattern in ROUTES.items():
         config.add_route(name, pattern)
-    for name, path in STATIC_VIEWS.items():
-        config.add_static_view(name, path, cache_max_age=STATIC_MAX_AGE)
+    for name, files in STATIC_VIEWS.items():
+        config.add_route(f"__{name}/", f"/{name}/*subpath")
+        config.add_view(
+            files,
+            route_name=f"__{name}/",
+            request_method=("GET", "HEAD"),
+            permission=NO_PERMISSION_REQUIRED,
+        )
     config.include("channelstream.api.errors")
     config.scan("channelstream.api.views")

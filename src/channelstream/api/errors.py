@@ -14,11 +14,13 @@ max_connections) and for security (401, 403); INFO for malformed or invalid inpu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 from marshmallow import ValidationError
 from pyramid.config import Configurator
-from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPFound
+from pyramid.httpexceptions import HTTPException, HTTPForbidden
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -33,6 +35,7 @@ from channelstream.core.errors import (
     UnknownUser,
 )
 from channelstream.exceptions import BadSignature
+from channelstream.logs import escaped
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ ERROR_CODES = {
     406: "https_required",
     413: "payload_too_large",
     422: "invalid",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
 }
@@ -68,10 +72,7 @@ LOGGED_TEXT_LENGTH = 200
 
 def printable(text: str) -> str:
     """`text` for a log line: control and non-ASCII characters escaped, cut to a length."""
-    escaped = text.encode("unicode_escape").decode("ascii")
-    if len(escaped) > LOGGED_TEXT_LENGTH:
-        escaped = escaped[:LOGGED_TEXT_LENGTH] + "..."
-    return escaped
+    return escaped(text, LOGGED_TEXT_LENGTH)
 
 
 def route_of(request: Request) -> str:
@@ -167,10 +168,35 @@ def http_exception_view(exc: HTTPException, request: Request) -> Response:
 SIGN_IN_REDIRECT_ROUTES = frozenset({"admin", "admin_json", "admin_disconnect", "api_explorer"})
 
 
+class LocalRedirect(Response):
+    """A 302 to a path of this server, its Location sent as given: WebOb would complete a
+    relative Location with the request's Host header, which the client chooses."""
+
+    def __init__(self, path: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(status=302, body=b"", content_type="text/plain")
+        self.location = path
+        self.headerlist.extend(headers)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response(self.status, self.headerlist)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else self.app_iter
+
+
+def local_redirect(
+    request: Request, route_name: str, headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    """Redirect to a route of this app by its path (script name and route prefix included),
+    never by a URL built from the Host header. Leading slashes and backslashes of the path are
+    collapsed and other unsafe characters quoted, so an odd X-Script-Name cannot turn it into
+    `//elsewhere`."""
+    path = request.route_path(route_name)
+    return LocalRedirect("/" + quote(path.lstrip("/\\\t "), safe="/%:@!$&'()*+,;=-._~"), headers)
+
+
 def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
     route = request.matched_route
     if route is not None and route.name in SIGN_IN_REDIRECT_ROUTES:
-        return HTTPFound(location=request.route_url("admin_sign_in"))
+        return local_redirect(request, "admin_sign_in")
     return http_exception_view(exc, request)
 
 
@@ -210,7 +236,9 @@ def broker_unavailable_view(exc: BrokerUnavailable, request: Request) -> Respons
 
 def unexpected_error_view(exc: Exception, request: Request) -> Response:
     # the raw PATH_INFO: decoding it may be what failed
-    log.exception("unexpected error on %s %r", request.method, request.environ.get("PATH_INFO"))
+    log.exception(
+        "unexpected error on %s %r", printable(request.method), request.environ.get("PATH_INFO")
+    )
     return error_response(500, "Internal server error")
 
 

@@ -29,6 +29,7 @@ from channelstream.close_codes import CloseCode
 OPENAPI_VERSION = "3.0.3"
 JSON = "application/json"
 HTML = "text/html"
+FORM = "application/x-www-form-urlencoded"
 
 API_TAG = "API"
 CLIENT_TAG = "Client API"
@@ -244,6 +245,18 @@ SIGNED_ERRORS = {
     "503": "Unavailable",
 }
 ADMIN_ERRORS = {"302": "SignInRedirect", "401": "BadSignature", "503": "Unavailable"}
+# Admin state changes by the session cookie: JSON from the panel's own origin only.
+CROSS_ORIGIN = json_body(
+    schemas.ErrorSchema,
+    {
+        "error": "forbidden",
+        "message": "Cross-origin request (Origin http://example.com)",
+        "code": "403 Forbidden",
+        "title": "Forbidden",
+    },
+    "With the admin cookie (not a signed call): not application/json, or not from this "
+    "server's own origin (Origin, else Sec-Fetch-Site, else Referer)",
+)
 
 
 def signed(
@@ -673,6 +686,7 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
                         {"conn_id": CONN_ID, "disconnected": True},
                     ),
                     "400": "BadRequest",
+                    "403": CROSS_ORIGIN,
                     "413": "PayloadTooLarge",
                     "422": "ValidationFailed",
                     **ADMIN_ERRORS,
@@ -706,14 +720,15 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
                 "tags": [PAGES_TAG],
                 "summary": "Sign in to the admin panel",
                 "description": "The right `admin_user` and `admin_secret` set the session "
-                "cookie and redirect to `/admin`. Wrong ones show the form again, after a "
-                "delay that grows with each failure from the same address.",
+                "cookie and redirect to `/admin`. Wrong ones show the form again. After "
+                "repeated failures from one address, its next attempts are refused with 429 "
+                "and `Retry-After` until a back-off has passed (0.5 s doubling to 8 s, the "
+                "first failure free), without the credentials being checked. A form from "
+                "another origin (`Origin` header) is refused with 403.",
                 "security": OPEN,
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/x-www-form-urlencoded": {"schema": schemas.SignInFormSchema}
-                    },
+                    "content": {FORM: {"schema": schemas.SignInFormSchema}},
                 },
                 "responses": {
                     "200": {
@@ -722,18 +737,64 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
                     },
                     "302": {
                         "description": "Signed in: redirected to /admin with the cookie set",
-                        "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
+                        "headers": {
+                            "Set-Cookie": {"schema": {"type": "string"}},
+                            "Location": {"schema": {"type": "string"}, "example": "/admin"},
+                        },
+                    },
+                    "400": json_body(
+                        schemas.ErrorSchema,
+                        {
+                            "error": "bad_request",
+                            "message": f"The sign-in form must be {FORM} in UTF-8",
+                            "code": "400 Bad Request",
+                            "title": "Bad Request",
+                        },
+                        f"Not a {FORM} body, or another charset than UTF-8",
+                    ),
+                    "403": CROSS_ORIGIN,
+                    "429": {
+                        "description": "Too many failed sign-ins from this address: the form "
+                        "with the message, or the JSON envelope for a client that prefers JSON",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        "content": {
+                            HTML: {"schema": {"type": "string"}},
+                            **json_body(
+                                schemas.ErrorSchema,
+                                {
+                                    "error": "too_many_requests",
+                                    "message": "Too many failed sign-ins; try again in 2 s",
+                                    "code": "429 Too Many Requests",
+                                    "title": "Too Many Requests",
+                                },
+                            )["content"],
+                        },
                     },
                 },
             },
         },
         "admin_sign_out": {
-            "get": {
+            "post": {
                 "operationId": "admin_sign_out",
                 "tags": [PAGES_TAG],
-                "summary": "Sign out (any method)",
+                "summary": "Sign out",
+                "description": "Ends the admin session on this server (the cookie is "
+                "worthless afterwards) and clears the cookie. A JSON POST from the admin "
+                "panel's own origin only; a GET is 404.",
                 "security": OPEN,
-                "responses": {"302": {"description": "Cookie cleared: redirected to sign-in"}},
+                "requestBody": {"required": False, **json_body({"type": "object"}, {})},
+                "responses": {
+                    "200": ok(
+                        {
+                            "type": "object",
+                            "properties": {"signed_out": {"type": "boolean"}},
+                            "required": ["signed_out"],
+                        },
+                        {"signed_out": True},
+                        "Signed out (`signed_out`: whether a session was open)",
+                    ),
+                    "403": CROSS_ORIGIN,
+                },
             }
         },
     }

@@ -2,18 +2,28 @@
 
 Order kept from 0.7.1: address not allowed → 403; no token → 403; bad token → 401.
 Admin pages accept the admin cookie or, failing it, a valid API call (0.7.1 did too).
+
+The admin cookie names a session that this process opened at sign-in (`AdminSessions`):
+signing out ends it here, so a copy of the cookie is worthless afterwards. Whether a request
+comes from one of this server's own pages (`cross_origin_reason`) is for the views that
+change state on the strength of that cookie.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyramid.authentication import AuthTktCookieHelper
 from pyramid.request import Request
 from pyramid.security import Allowed, Denied
 
+from channelstream.exceptions import BadSignature
 from channelstream.settings import IPNetwork, Settings
 from channelstream.signature import SignatureChecker
 
@@ -21,6 +31,8 @@ API_PERMISSION = "api"
 ADMIN_PERMISSION = "admin"
 METRICS_PERMISSION = "metrics"  # admin, a signed call, or an address in metrics_allow_from
 TOKEN_HEADER = "x-channelstream-secret"
+COOKIE_MAX_AGE = 30 * 24 * 3600
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -53,26 +65,131 @@ def client_address(request: Request, trusted_proxies: tuple[IPNetwork, ...]) -> 
     return hops[0] if hops else peer
 
 
+Origin = tuple[str, str, int]  # scheme, host (lowercase), port
+
+
+def origin_of(url: str) -> Origin | None:
+    """`(scheme, host, port)` of an http(s) URL or `Origin` value; None for anything else
+    (`null`, another scheme, garbage)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname, port or DEFAULT_PORTS[scheme]
+
+
+def own_origin(request: Request) -> Origin | None:
+    """This request's own origin as the server sees it: its scheme (after the proxy headers
+    the HTTP edge honours) and its Host header."""
+    return origin_of(f"{request.scheme}://{request.host}")
+
+
+def cross_origin_reason(request: Request, *, evidence_required: bool) -> str | None:
+    """Why `request` may have been sent by a page of another origin; None when it comes from
+    this server's own pages.
+
+    Judged by `Origin` if present, else `Sec-Fetch-Site`, else the origin of `Referer`. A
+    request with none of them is let through unless `evidence_required` (browsers send
+    `Origin` with every POST; a caller without any is not a browser page)."""
+    own = own_origin(request)
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if own is None or origin_of(origin) != own:
+            return f"Cross-origin request (Origin {origin})"
+        return None
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return None if site == "same-origin" else f"Cross-origin request (Sec-Fetch-Site {site})"
+    referer = request.headers.get("Referer")
+    if referer is not None:
+        if own is None or origin_of(referer) != own:
+            return "Cross-origin request (Referer of another origin)"
+        return None
+    return "Request without Origin, Sec-Fetch-Site or Referer" if evidence_required else None
+
+
+class AdminSessions:
+    """The admin sessions this process opened and has not closed: a signed cookie is a session
+    only while its id is here, so signing out revokes it.
+
+    In memory, per process: a restart signs everybody out, and with several nodes a session
+    opened on one node is unknown to the others. Bounded: a session lasts `max_age` seconds;
+    beyond `max_sessions` the oldest is closed first."""
+
+    def __init__(
+        self,
+        max_age: float,
+        max_sessions: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age = max_age
+        self.max_sessions = max_sessions
+        self.clock = clock
+        self._opened: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._opened)
+
+    def open(self) -> str:
+        """A new session id (a valid auth_tkt token: a letter, then hex digits)."""
+        self._expire()
+        session_id = "s" + secrets.token_hex(16)
+        self._opened[session_id] = self.clock()
+        while len(self._opened) > self.max_sessions:
+            self._opened.popitem(last=False)
+        return session_id
+
+    def is_open(self, session_id: str) -> bool:
+        self._expire()
+        return session_id in self._opened
+
+    def close(self, session_id: str) -> bool:
+        """End a session; whether it was open."""
+        return self._opened.pop(session_id, None) is not None
+
+    def _expire(self) -> None:
+        now = self.clock()
+        while self._opened and now - next(iter(self._opened.values())) >= self.max_age:
+            self._opened.popitem(last=False)
+
+
 class ChannelstreamSecurityPolicy:
     """Pyramid security policy for the API (`api` permission) and admin (`admin`)."""
 
     def __init__(self, settings: Settings, checker: SignatureChecker) -> None:
         self.settings = settings
         self.checker = checker
-        self.cookie = AuthTktCookieHelper(
-            settings.cookie_secret,
-            cookie_name="auth_tkt",
-            max_age=30 * 24 * 3600,
-            samesite="Lax",
-            hashalg="sha512",
-            http_only=True,
-        )
+        self.sessions = AdminSessions(max_age=COOKIE_MAX_AGE)
+        # One helper per scheme: over https the cookie is Secure. No Domain attribute (a
+        # host-only cookie): a forged Host is not echoed, subdomains do not get the cookie.
+        self.cookies = {
+            secure: AuthTktCookieHelper(
+                settings.cookie_secret,
+                cookie_name="auth_tkt",
+                secure=secure,
+                max_age=COOKIE_MAX_AGE,
+                samesite="Lax",
+                hashalg="sha512",
+                http_only=True,
+                wild_domain=False,
+            )
+            for secure in (False, True)
+        }
+
+    def cookie(self, request: Request) -> AuthTktCookieHelper:
+        return self.cookies[request.scheme == "https"]
 
     def identity(self, request: Request) -> dict[str, Any] | None:
-        identity = self.cookie.identify(request)
-        if identity and identity.get("userid") == self.settings.admin_user:
-            return identity
-        return None
+        identity = self.cookie(request).identify(request)
+        if not identity or identity.get("userid") != self.settings.admin_user:
+            return None
+        if not any(self.sessions.is_open(token) for token in identity["tokens"]):
+            return None  # signed out, expired, or opened by another process
+        return dict(identity)
 
     def authenticated_userid(self, request: Request) -> str | None:
         identity = self.identity(request)
@@ -98,8 +215,21 @@ class ChannelstreamSecurityPolicy:
         self.checker.check(token, {request.path_info, request.path})
         return Allowed("signed API call")
 
+    def signed_call(self, request: Request) -> bool:
+        """Whether `request` is a valid signed API call: a server, not a browser page."""
+        try:
+            return bool(self.api_access(request))
+        except BadSignature:
+            return False
+
     def remember(self, request: Request, userid: str, **kw: Any) -> list[tuple[str, str]]:
-        return list(self.cookie.remember(request, userid, **kw))
+        """Open a session and set its cookie."""
+        tokens = (self.sessions.open(),)
+        return list(self.cookie(request).remember(request, userid, tokens=tokens, **kw))
 
     def forget(self, request: Request, **kw: Any) -> list[tuple[str, str]]:
-        return list(self.cookie.forget(request))
+        """Close the request's session (if any) and clear its cookie."""
+        identity = self.cookie(request).identify(request)
+        for token in identity["tokens"] if identity else ():
+            self.sessions.close(token)
+        return list(self.cookie(request).forget(request))

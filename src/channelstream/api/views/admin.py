@@ -2,23 +2,37 @@
 
 As in 0.7.1, the admin pages accept the admin session cookie (set by `/admin/sign_in`) or a
 signed API call; without either they redirect to the sign-in page (see `api.errors`).
+
+The browser sends the cookie whatever page made the request (SameSite=Lax does not tell two
+ports or subdomains of one site apart), so what changes state on the strength of the cookie
+(disconnect, sign-out) takes only JSON, which another origin cannot send without a CORS
+preflight, and only from this server's own origin. The sign-in form is checked for its
+origin too (login CSRF). A signed call is a server, not a browser: it skips these checks.
 """
 
 from __future__ import annotations
 
 import hmac
 import html
+import math
 from datetime import timedelta
 from string import Template
 from typing import Any
 
-from pyramid.httpexceptions import HTTPFound
+from pyramid.interfaces import ISecurityPolicy
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED, forget, remember
 from pyramid.view import view_config, view_defaults
 
 from channelstream import __version__
-from channelstream.api.security import ADMIN_PERMISSION, client_address
+from channelstream.api.errors import error_response, local_redirect, log_refusal
+from channelstream.api.security import (
+    ADMIN_PERMISSION,
+    ChannelstreamSecurityPolicy,
+    client_address,
+    cross_origin_reason,
+)
 from channelstream.api.throttle import FailureThrottle
 from channelstream.api.views import NodeView, package_text, page_response
 from channelstream.node import Node
@@ -76,6 +90,22 @@ def admin_info(node: Node) -> dict[str, Any]:
     }
 
 
+def refusal(request: Request, status: int, message: str) -> Response:
+    log_refusal(request, status, message, warning=status != 400)
+    return error_response(status, message)
+
+
+def admin_action_refusal(request: Request) -> Response | None:
+    """The 403 for a state change that may come from another origin's page; None to go on."""
+    policy = request.registry.queryUtility(ISecurityPolicy)
+    if isinstance(policy, ChannelstreamSecurityPolicy) and policy.signed_call(request):
+        return None
+    if request.content_type != "application/json":
+        return refusal(request, 403, "Admin actions take a JSON body (application/json)")
+    reason = cross_origin_reason(request, evidence_required=True)
+    return refusal(request, 403, reason) if reason else None
+
+
 @view_defaults(permission=ADMIN_PERMISSION)
 class AdminViews(NodeView):
     @view_config(route_name="admin")
@@ -87,7 +117,10 @@ class AdminViews(NodeView):
         return admin_info(self.node)
 
     @view_config(route_name="admin_disconnect", request_method="POST", renderer="json")
-    def disconnect(self) -> dict[str, Any]:
+    def disconnect(self) -> Any:
+        refused = admin_action_refusal(self.request)
+        if refused is not None:
+            return refused
         data = DisconnectBodySchema.shared().load(self.json_body())
         return {"conn_id": data["conn_id"], "disconnected": self.node.disconnect(data["conn_id"])}
 
@@ -100,15 +133,18 @@ def credentials_match(username: str, password: str, admin_user: str, admin_secre
     return user_ok and secret_ok and bool(admin_secret.strip())
 
 
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
 @view_defaults(route_name="admin_sign_in", permission=NO_PERMISSION_REQUIRED)
 class SignInViews(NodeView):
-    def form(self, username: str = "", error: str = "") -> Response:
+    def form(self, username: str = "", error: str = "", status: int = 200) -> Response:
         page = Template(package_text(PAGES, "static/admin/sign_in.html")).substitute(
             username=html.escape(username),
             error=html.escape(error),
             error_hidden="" if error else "hidden",
         )
-        return page_response(page)
+        return page_response(page, status)
 
     @view_config(request_method="GET")
     def show(self) -> Response:
@@ -116,21 +152,57 @@ class SignInViews(NodeView):
 
     @view_config(request_method="POST")
     def sign_in(self) -> Response:
-        data = SignInFormSchema.shared().load(dict(self.request.POST))
+        """Checked in this order, each refusal before any work of the next: the origin, the
+        form's type and charset (webob reads UTF-8 forms only), the throttle (no credentials
+        are compared while an address is refused), the credentials."""
+        request = self.request
+        reason = cross_origin_reason(request, evidence_required=False)
+        if reason:
+            return refusal(request, 403, reason)
+        charset = (request.charset or "utf-8").lower().replace("_", "-")
+        if request.content_type != FORM_TYPE or charset not in ("utf-8", "utf8"):
+            return refusal(request, 400, f"The sign-in form must be {FORM_TYPE} in UTF-8")
+        data = SignInFormSchema.shared().load(dict(request.POST))
         settings = self.node.settings
-        throttle: FailureThrottle = self.request.registry.channelstream_sign_in_throttle
-        address = client_address(self.request, settings.trusted_proxies)
-        if throttle.attempt(
-            address,
-            lambda: credentials_match(
-                data["username"], data["password"], settings.admin_user, settings.admin_secret
-            ),
+        throttle: FailureThrottle = request.registry.channelstream_sign_in_throttle
+        address = client_address(request, settings.trusted_proxies)
+        wait = throttle.retry_after(address)
+        if wait > 0:
+            return self.too_many_failures(data["username"], math.ceil(wait))
+        if credentials_match(
+            data["username"], data["password"], settings.admin_user, settings.admin_secret
         ):
-            headers = remember(self.request, settings.admin_user)
-            return HTTPFound(location=self.request.route_url("admin"), headers=headers)
+            throttle.succeeded(address)
+            return local_redirect(request, "admin", remember(request, settings.admin_user))
+        throttle.failed(address)
         return self.form(data["username"], "Wrong user name or password.")
 
+    def too_many_failures(self, username: str, seconds: int) -> Response:
+        """429 with Retry-After: the form with the message for a browser, the JSON envelope
+        for a client that prefers JSON."""
+        message = f"Too many failed sign-ins; try again in {seconds} s"
+        log_refusal(self.request, 429, message, warning=True)
+        offers = self.request.accept.acceptable_offers(["text/html", "application/json"])
+        if offers and offers[0][0] == "application/json":
+            response = error_response(429, message)
+        else:
+            response = self.form(username, message, status=429)
+        response.headers["Retry-After"] = str(seconds)
+        return response
 
-@view_config(route_name="admin_sign_out", permission=NO_PERMISSION_REQUIRED)
-def sign_out(request: Any) -> Response:
-    return HTTPFound(location=request.route_url("admin_sign_in"), headers=forget(request))
+
+@view_config(
+    route_name="admin_sign_out",
+    request_method="POST",
+    permission=NO_PERMISSION_REQUIRED,
+    renderer="json",
+)
+def sign_out(request: Request) -> Any:
+    """POST only (a GET is the usual 404 for a wrong method): end the session here, clear
+    the cookie. `signed_out` says whether a session was open."""
+    refused = admin_action_refusal(request)
+    if refused is not None:
+        return refused
+    signed_in = request.authenticated_userid is not None
+    request.response.headerlist.extend(forget(request))
+    return {"signed_out": signed_in}

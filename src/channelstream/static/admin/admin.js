@@ -6,6 +6,10 @@ const REFRESH_SECONDS = 5;
 const DATA_URL = "admin/admin.json";
 const DISCONNECT_URL = "admin/disconnect";
 const SIGN_IN_URL = "admin/sign_in";
+const SIGN_OUT_URL = "admin/sign_out";
+// Admin actions are JSON POSTs from this page: the server refuses them from other origins and
+// in any other content type (a cross-site form or no-cors fetch cannot send JSON).
+const JSON_HEADERS = { "Content-Type": "application/json", Accept: "application/json" };
 
 const state = {
   selectedChannel: null, // name of the channel whose details are shown
@@ -150,7 +154,7 @@ async function disconnect(connId, button) {
     const response = await fetch(DISCONNECT_URL, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: JSON_HEADERS,
       body: JSON.stringify({ conn_id: connId }),
     });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -238,5 +242,24 @@ async function refresh() {
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }
 
+async function signOut() {
+  try {
+    const response = await fetch(SIGN_OUT_URL, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: JSON_HEADERS,
+      body: "{}",
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  } catch (error) {
+    setStatus(`Could not sign out: ${error.message}`, true);
+    return;
+  }
+  window.location.assign(SIGN_IN_URL);
+}
+
+const signOutButton = document.getElementById("sign-out");
+signOutButton.addEventListener("click", signOut);
+signOutButton.disabled = false; // usable once it does something (the page loads it disabled)
 refresh();
 setInterval(refresh, REFRESH_SECONDS * 1000);
