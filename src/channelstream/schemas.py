@@ -32,6 +32,19 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+class WholeMatch(validate.Regexp):
+    """A pattern the whole value must match: `re.match` with `...$` lets a trailing newline
+    through ("cb" and a newline). The pattern stays `^...$` for the OpenAPI document, which
+    JavaScript reads (its regexes have no end-of-text anchor but `$`)."""
+
+    regex: re.Pattern[str]
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ValidationError(self.error.format(input=value, regex=self.regex.pattern))
+        return value
+
+
 class UUIDString(fields.UUID):
     """A UUID, validated, loaded in its canonical string form."""
 
@@ -40,12 +53,16 @@ class UUIDString(fields.UUID):
 
 
 class UTCDateTime(fields.DateTime):
-    """An ISO-8601 datetime; an offset is converted to naive UTC (fix F14)."""
+    """An ISO-8601 datetime; an offset is converted to naive UTC (fix F14). A time whose UTC
+    falls outside years 1-9999 (`9999-12-31T23:59:59-14:00`) is invalid, not an overflow."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)
         if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
+            try:
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:
+                raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
         return moment
 
 
@@ -208,7 +225,7 @@ class DisconnectBodySchema(BaseSchema):
 class ListenQuerySchema(BaseSchema):
     conn_id = UUIDString(required=True)
     callback = fields.String(
-        validate=validate.Regexp(JSONP_CALLBACK, error="Not a valid JSONP callback name.")
+        validate=WholeMatch(JSONP_CALLBACK, error="Not a valid JSONP callback name.")
     )
 
 

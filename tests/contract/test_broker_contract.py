@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from channelstream.broker.memory import MemoryBroker
+from channelstream.broker import BrokerUnavailable
+from channelstream.broker.memory import AdminSessionTable, MemoryBroker
 from channelstream.core.commands import Command
 from tests.contract.conftest import (
     LATE_JOINER,
@@ -28,6 +30,7 @@ from tests.contract.conftest import (
     join_loops,
     wait_until,
 )
+from tests.redis_server import free_port
 
 RICH_ARGS: dict[str, Any] = {
     "messages": [
@@ -508,6 +511,102 @@ def test_saving_a_snapshot_keeps_the_node_applying(make_broker: MakeBroker) -> N
 
     assert node.recorder.wait_for_ids([second.id])
     assert node.recorder.events == [("apply", first), ("apply", second)]
+
+
+# ---------------------------------------------------------------------- admin sessions
+
+SESSION_TTL = 3600.0  # a session that outlives any test
+SHORT_TTL = 0.5
+
+
+def session_id() -> str:
+    return "s" + uuid.uuid4().hex
+
+
+def test_an_admin_session_is_open_from_open_until_close(make_broker: MakeBroker) -> None:
+    broker = make_broker().broker
+    opened, other = session_id(), session_id()
+    assert broker.admin_session_is_open(opened) is False
+
+    broker.open_admin_session(opened, SESSION_TTL)
+    broker.open_admin_session(other, SESSION_TTL)
+
+    assert broker.admin_session_is_open(opened) is True
+    assert broker.close_admin_session(opened) is True
+    assert broker.admin_session_is_open(opened) is False
+    assert broker.close_admin_session(opened) is False  # was no longer open
+    assert broker.admin_session_is_open(other) is True  # closing one leaves the others
+
+
+def test_an_admin_session_ends_after_its_ttl(make_broker: MakeBroker) -> None:
+    broker = make_broker().broker
+    short, long = session_id(), session_id()
+    broker.open_admin_session(long, SESSION_TTL)
+    broker.open_admin_session(short, SHORT_TTL)
+    opened = time.monotonic()
+
+    assert wait_until(lambda: not broker.admin_session_is_open(short))
+
+    assert time.monotonic() - opened >= SHORT_TTL * 0.9  # not before its time
+    assert broker.close_admin_session(short) is False
+    assert broker.admin_session_is_open(long) is True
+
+
+@MULTI_NODE
+def test_an_admin_session_is_open_on_every_node_and_closed_on_all_by_any(
+    make_broker: MakeBroker,
+) -> None:
+    a, b = two_nodes(make_broker)
+    first, second = session_id(), session_id()
+
+    a.broker.open_admin_session(first, SESSION_TTL)
+    b.broker.open_admin_session(second, SESSION_TTL)
+
+    assert a.broker.admin_session_is_open(second) and b.broker.admin_session_is_open(first)
+    assert b.broker.close_admin_session(first) is True
+    assert a.broker.close_admin_session(second) is True
+    for broker in (a.broker, b.broker):
+        assert not broker.admin_session_is_open(first)
+        assert not broker.admin_session_is_open(second)
+
+
+# Only a broker with a network can be unreachable (the memory broker never fails).
+@pytest.mark.parametrize("kind", ["redis"])
+def test_admin_sessions_of_an_unreachable_broker_raise_broker_unavailable(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker(broker_url=f"redis://127.0.0.1:{free_port()}/0").broker  # no Redis
+    calls: list[Callable[[], Any]] = [
+        lambda: broker.open_admin_session(session_id(), SESSION_TTL),
+        lambda: broker.admin_session_is_open(session_id()),
+        lambda: broker.close_admin_session(session_id()),
+    ]
+
+    for call in calls:
+        with pytest.raises(BrokerUnavailable):
+            call()
+    assert broker.available is False
+
+
+def test_memory_admin_sessions_are_bounded_oldest_first() -> None:
+    clock = [100.0]
+    table = AdminSessionTable(max_sessions=3, clock=lambda: clock[0])
+    for name in ("s1", "s2", "s3", "s4"):
+        table.open(name, 10.0)
+        clock[0] += 1.0
+
+    assert len(table) == 3
+    assert [table.is_open(name) for name in ("s1", "s2", "s3", "s4")] == [
+        False,
+        True,
+        True,
+        True,
+    ]
+    clock[0] = 112.0  # s2 ended (opened at 101), s3 ends at 112, s4 at 113
+    assert len(table) == 1
+    assert table.is_open("s4") and not table.is_open("s3")
+    clock[0] = 113.0
+    assert len(table) == 0
 
 
 # ---------------------------------------------------------------------- health and figures

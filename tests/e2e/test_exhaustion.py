@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import threading
 import time
 
 import pytest
@@ -156,3 +157,36 @@ def test_pongs_still_answer_a_client_that_reads(server, api, names):
         for _ in range(50):  # far more than max_queued_frames
             ws.sync()  # a ping with a fresh token, answered by its pong
         assert ws.close_code is None
+
+
+def test_a_large_batch_lets_another_callers_message_in_before_it_ends(start_server, names):
+    """A batch of 9,999 messages is applied in chunks with pauses: a message another caller
+    posts once the batch has begun lands among the batch's messages, not after all of them
+    (one websocket on the channel sees the server's order)."""
+    server = start_server(settings={"secret": SECRET, "max_queued_frames": 20_000})
+    api = ApiClient(server.base_url, SECRET)
+    room = names("room")
+    reader = WsListener.open(server.ws_url, api.connect(names("reader"), channels=[room]))
+    batch = [{"channel": room, "user": "bulk", "message": {"i": i}} for i in range(9999)]
+    begun = threading.Event()
+    order: list[object] = []
+
+    def read_all() -> None:
+        while len(order) < len(batch) + 1:
+            for message in reader.next_frames(timeout=60):
+                order.append(message["message"].get("i", "probe"))
+                begun.set()
+
+    thread = threading.Thread(target=read_all)
+    thread.start()
+    try:
+        poster = threading.Thread(target=api.publish, args=batch)
+        poster.start()
+        assert begun.wait(timeout=60), "the batch never began"
+        api.publish({"channel": room, "user": "other", "message": {"text": "probe"}})
+        poster.join(timeout=60)
+    finally:
+        thread.join(timeout=60)
+        reader.close()
+    assert [item for item in order if item != "probe"] == list(range(9999))  # nothing lost
+    assert order.index("probe") < len(batch)  # it did not wait for the whole batch

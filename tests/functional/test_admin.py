@@ -213,16 +213,20 @@ def test_signing_out_clears_the_cookie(admin_client: ApiClient) -> None:
 
 
 def test_a_cookie_from_another_cookie_secret_is_not_a_session(
-    make_client: ClientFactory,
+    redis_url: str, redis_prefix: str, make_client: ClientFactory
 ) -> None:
-    first = make_client(cookie_secret="one")
+    """Three apps on one Redis (one cluster, so the session is open on each): the cookie is
+    taken where the cookie_secret is the same, refused where it differs. (The apps are
+    stopped before the prefix's keys are deleted: fixtures tear down in reverse order.)"""
+    cluster = {"broker": redis_url, "redis_prefix": redis_prefix}
+    first = make_client(cookie_secret="one", **cluster)
     sign_in(first)
-    second = make_client(cookie_secret="two")
-    cookie = first.testapp.cookies["auth_tkt"]
+    same_secret = make_client(cookie_secret="one", **cluster)
+    other_secret = make_client(cookie_secret="two", **cluster)
+    cookie = {"Cookie": f"auth_tkt={first.testapp.cookies['auth_tkt']}"}
 
-    call(
-        second, "GET", "/admin", signed=False, headers={"Cookie": f"auth_tkt={cookie}"}, status=302
-    )
+    call(same_secret, "GET", "/admin", signed=False, headers=cookie)
+    call(other_secret, "GET", "/admin", signed=False, headers=cookie, status=302)
 
 
 # ----------------------------------------------------------------------------- admin.json

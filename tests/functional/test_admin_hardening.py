@@ -24,6 +24,7 @@ from tests.functional.conftest import (
     sign_in,
 )
 from tests.functional.test_admin import SAME_ORIGIN, call, frozen_throttle
+from tests.redis_server import free_port
 
 FORM = "application/x-www-form-urlencoded"
 ERRORS_LOGGER = "channelstream.api.errors"
@@ -221,9 +222,11 @@ def test_a_signed_out_visitor_signing_out_again_is_told_so(client: ApiClient) ->
     assert response.json == {"signed_out": False}
 
 
-def test_a_session_is_known_only_to_the_process_that_opened_it(
+def test_with_the_memory_broker_a_session_is_known_only_to_its_own_process(
     make_client: ClientFactory,
 ) -> None:
+    """Two apps on memory brokers are two single-node clusters: they share no sessions even
+    with one cookie_secret (with Redis they would: tests/multinode/test_admin_sessions.py)."""
     first = make_client(cookie_secret="shared")
     sign_in(first)
     second = make_client(cookie_secret="shared")
@@ -231,6 +234,36 @@ def test_a_session_is_known_only_to_the_process_that_opened_it(
 
     call(first, "GET", "/admin", signed=False, headers=cookie)
     call(second, "GET", "/admin", signed=False, headers=cookie, status=302)
+
+
+def test_while_the_broker_is_unreachable_the_cookie_gets_503_not_a_session(
+    make_client: ClientFactory,
+) -> None:
+    """With the session store down, whether a cookie's session is open cannot be known: the
+    admin endpoints answer the broker's 503 JSON (the panel shows it and retries), sign-in
+    and sign-out too. A visitor without a cookie is still sent to the sign-in page."""
+    minted = make_client(cookie_secret="shared")
+    sign_in(minted)
+    cookie = session_cookie(minted)  # validly signed, for a cluster that cannot check it
+    down = make_client(cookie_secret="shared", broker=f"redis://127.0.0.1:{free_port()}/0")
+
+    for path in ("/admin", "/admin/admin.json"):
+        response = call(down, "GET", path, signed=False, headers=cookie, status=503)
+        assert response.json["error"] == "unavailable"
+    signed_out = call(
+        down,
+        "POST",
+        "/admin/sign_out",
+        {},
+        signed=False,
+        headers={**cookie, **SAME_ORIGIN},
+        status=503,
+    )
+    assert "Set-Cookie" not in signed_out.headers
+    signed_in = sign_in(down)
+    assert (signed_in.status_int, signed_in.json["error"]) == (503, "unavailable")
+    assert "Set-Cookie" not in signed_in.headers
+    call(down, "GET", "/admin", signed=False, status=302)
 
 
 # ----------------------------------------------------------------- login CSRF

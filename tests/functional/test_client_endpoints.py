@@ -75,7 +75,7 @@ def test_listen_with_a_callback_answers_jsonp(client: ApiClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "callback", ["alert(1)//", "1abc", "a-b", "x" * 65, "</script>", "cb;evil"]
+    "callback", ["alert(1)//", "1abc", "a-b", "x" * 65, "</script>", "cb;evil", "cb\n", "cb\r\n"]
 )
 def test_listen_with_an_unsafe_callback_is_refused(
     polling_client: ApiClient, callback: str

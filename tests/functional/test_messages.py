@@ -250,3 +250,31 @@ def test_deleting_requires_a_list(client: ApiClient) -> None:
     response = client.call("DELETE", "/message", {"uuid": str(uuid.uuid4())}, status=422)
 
     assert response.json == {"_schema": ["Invalid input type."]}
+
+
+def test_a_large_batch_is_applied_whole_and_in_order(client: ApiClient) -> None:
+    client.connect("alice", channels=["room"], channel_configs={"room": {"store_history": True}})
+    batch = [{"channel": "room", "user": "bob", "message": {"i": i}} for i in range(1234)]
+
+    accepted = client.post("/message", batch).json
+
+    assert [item["message"]["i"] for item in accepted] == list(range(1234))
+
+
+def test_a_large_batch_with_bad_items_names_each_by_its_index_and_applies_nothing(
+    client: ApiClient,
+) -> None:
+    client.connect("alice", channels=["room"], channel_configs={"room": {"store_history": True}})
+    batch: list[dict[str, Any]] = [
+        {"channel": "room", "user": "bob", "message": {"i": i}} for i in range(600)
+    ]
+    batch[3]["user"] = 5
+    batch[550]["timestamp"] = "9999-12-31T23:59:59-14:00"
+
+    response = client.post("/message", batch, status=422)
+
+    assert response.json == {
+        "3": {"user": ["Not a valid string."]},
+        "550": {"timestamp": ["Not a valid datetime."]},
+    }
+    assert client.info(channels=["room"])["channels"]["room"]["history"] == []

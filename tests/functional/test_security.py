@@ -304,3 +304,17 @@ def test_a_signature_checker_that_cannot_be_imported_fails_at_start(
 ) -> None:
     with pytest.raises(ValueError, match="signature_checker"):
         make_client(signature_checker="no.such.module.Checker")
+
+
+def test_a_token_in_a_utf8_form_field_is_accepted_as_in_071(client: ApiClient) -> None:
+    """0.7.1 read the token from a `secret` form field too (its body is then not JSON)."""
+    response = client.testapp.post(
+        "/info",
+        {"secret": client.token("/info")},
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        expect_errors=True,
+    )
+
+    # past the security check (else 403 or 401): then refused as a body that is not JSON
+    assert response.status_int == 400
+    assert response.json["message"].startswith("Request body is not valid JSON")

@@ -58,15 +58,15 @@ def test_a_surrogate_pair_escape_is_accepted(client: ApiClient) -> None:
     assert response.json["username"] == "\U0001f600"
 
 
-def test_an_unknown_body_charset_is_a_bad_request(client: ApiClient) -> None:
+def test_an_unknown_body_charset_is_an_unsupported_media_type(client: ApiClient) -> None:
     response = client.post(
         "/connect",
         raw_body=b'{"username": "a"}',
         headers={"Content-Type": "application/json; charset=no-such-charset"},
-        status=400,
+        status=415,
     )
 
-    _assert_error_envelope(response, 400, "bad_request")
+    _assert_error_envelope(response, 415, "unsupported_media_type")
 
 
 def test_an_empty_body_on_an_endpoint_that_needs_one_is_a_bad_request(client: ApiClient) -> None:

@@ -106,7 +106,9 @@ def includeme(config: Configurator) -> None:
         validate_age=settings.validate_requests,
         legacy_signatures=settings.legacy_signatures,
     )
-    config.set_security_policy(ChannelstreamSecurityPolicy(settings, checker))
+    config.set_security_policy(
+        ChannelstreamSecurityPolicy(settings, checker, config.registry.channelstream_node.broker)
+    )
     config.set_default_permission(API_PERMISSION)
     config.add_renderer("json", JSON(serializer=lambda value, **kw: encoding.dumps(value)))
     config.registry.channelstream_metrics = Metrics(config.registry.channelstream_node)

@@ -8,7 +8,7 @@ Shapes kept from 0.7.1 where clients may read them: 422 is marshmallow's field-e
 Every refused request logs exactly one line (`log_refusal`): the route, the client address,
 the status and why. WARNING for limits (413, 422 max_channels_per_connection, 503
 max_connections) and for security (401, 403); INFO for malformed or invalid input (400, 404,
-406, 422). Unexpected errors (500) log at ERROR with their stack trace.
+406, 415, 422). Unexpected errors (500) log at ERROR with their stack trace.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ ERROR_CODES = {
     404: "not_found",
     406: "https_required",
     413: "payload_too_large",
+    415: "unsupported_media_type",
     422: "invalid",
     429: "too_many_requests",
     500: "internal_error",
@@ -55,6 +56,10 @@ ERROR_CODES = {
 
 class BadRequestBody(Exception):
     """The request body is not the JSON it should be (400)."""
+
+
+class UnsupportedCharset(Exception):
+    """The request body is declared in a charset other than UTF-8 (415)."""
 
 
 class PayloadTooLarge(Exception):
@@ -137,6 +142,11 @@ def undecodable_request_view(exc: UnicodeDecodeError, request: Request) -> Respo
     message = f"Request URL is not valid UTF-8: {exc.reason}"
     log_refusal(request, 400, message)
     return error_response(400, message)
+
+
+def unsupported_charset_view(exc: UnsupportedCharset, request: Request) -> Response:
+    log_refusal(request, 415, str(exc))
+    return error_response(415, str(exc))
 
 
 def too_large_view(exc: PayloadTooLarge, request: Request) -> Response:
@@ -248,6 +258,7 @@ def includeme(config: Configurator) -> None:
         (BadRequestBody, bad_request_view),
         (UnicodeDecodeError, undecodable_request_view),
         (PayloadTooLarge, too_large_view),
+        (UnsupportedCharset, unsupported_charset_view),
         (BadSignature, bad_signature_view),
         (HTTPException, http_exception_view),
         (HTTPForbidden, forbidden_view),

@@ -215,6 +215,16 @@ ERROR_RESPONSES: dict[str, dict[str, Any]] = {
         "The body is larger than max_message_size, nests deeper than max_json_depth, or has "
         "an array or object of more than max_json_items entries (`limit` names which)",
     ),
+    "UnsupportedCharset": json_body(
+        schemas.ErrorSchema,
+        {
+            "error": "unsupported_media_type",
+            "message": "Request body must be JSON in UTF-8; charset 'utf-7' is not accepted",
+            "code": "415 Unsupported Media Type",
+            "title": "Unsupported Media Type",
+        },
+        "The body declares a charset other than UTF-8 (JSON is UTF-8, RFC 8259)",
+    ),
     "ValidationFailed": json_body(
         schemas.ValidationErrorSchema,
         {"username": ["Missing data for required field."]},
@@ -241,6 +251,7 @@ SIGNED_ERRORS = {
     "401": "BadSignature",
     "403": "Forbidden",
     "413": "PayloadTooLarge",
+    "415": "UnsupportedCharset",
     "422": "ValidationFailed",
     "503": "Unavailable",
 }
@@ -326,6 +337,7 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
         "200": ok({"type": "boolean"}, True, "true if the connection existed (it is gone now)"),
         "400": "BadRequest",
         "413": "PayloadTooLarge",
+        "415": "UnsupportedCharset",
         "422": "ValidationFailed",
         "503": "Unavailable",
     }
@@ -688,6 +700,7 @@ def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[
                     "400": "BadRequest",
                     "403": CROSS_ORIGIN,
                     "413": "PayloadTooLarge",
+                    "415": "UnsupportedCharset",
                     "422": "ValidationFailed",
                     **ADMIN_ERRORS,
                 },

@@ -3,19 +3,21 @@
 Order kept from 0.7.1: address not allowed → 403; no token → 403; bad token → 401.
 Admin pages accept the admin cookie or, failing it, a valid API call (0.7.1 did too).
 
-The admin cookie names a session that this process opened at sign-in (`AdminSessions`):
-signing out ends it here, so a copy of the cookie is worthless afterwards. Whether a request
-comes from one of this server's own pages (`cross_origin_reason`) is for the views that
-change state on the strength of that cookie.
+The admin cookie names a session opened at sign-in and kept by the broker
+(`AdminSessionStore`), so it is valid on every node of a cluster, and signing out on any node
+ends it on all of them: a copy of the cookie is worthless afterwards. While the broker cannot
+be reached, a cookie is not taken as a session: the request gets the broker's 503 (raised as
+BrokerUnavailable), which the admin panel shows and retries, rather than a redirect to a
+sign-in that would fail the same way. Whether a request comes from one of this server's own
+pages (`cross_origin_reason`) is for the views that change state on the strength of that
+cookie.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import secrets
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,7 @@ from pyramid.authentication import AuthTktCookieHelper
 from pyramid.request import Request
 from pyramid.security import Allowed, Denied
 
+from channelstream.broker import AdminSessionStore
 from channelstream.exceptions import BadSignature
 from channelstream.settings import IPNetwork, Settings
 from channelstream.signature import SignatureChecker
@@ -112,58 +115,36 @@ def cross_origin_reason(request: Request, *, evidence_required: bool) -> str | N
     return "Request without Origin, Sec-Fetch-Site or Referer" if evidence_required else None
 
 
-class AdminSessions:
-    """The admin sessions this process opened and has not closed: a signed cookie is a session
-    only while its id is here, so signing out revokes it.
+def new_session_id() -> str:
+    """A random admin session id that is a valid auth_tkt token (a letter, then hex)."""
+    return "s" + secrets.token_hex(16)
 
-    In memory, per process: a restart signs everybody out, and with several nodes a session
-    opened on one node is unknown to the others. Bounded: a session lasts `max_age` seconds;
-    beyond `max_sessions` the oldest is closed first."""
 
-    def __init__(
-        self,
-        max_age: float,
-        max_sessions: int = 1000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_age = max_age
-        self.max_sessions = max_sessions
-        self.clock = clock
-        self._opened: OrderedDict[str, float] = OrderedDict()
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
-    def __len__(self) -> int:
-        return len(self._opened)
 
-    def open(self) -> str:
-        """A new session id (a valid auth_tkt token: a letter, then hex digits)."""
-        self._expire()
-        session_id = "s" + secrets.token_hex(16)
-        self._opened[session_id] = self.clock()
-        while len(self._opened) > self.max_sessions:
-            self._opened.popitem(last=False)
-        return session_id
-
-    def is_open(self, session_id: str) -> bool:
-        self._expire()
-        return session_id in self._opened
-
-    def close(self, session_id: str) -> bool:
-        """End a session; whether it was open."""
-        return self._opened.pop(session_id, None) is not None
-
-    def _expire(self) -> None:
-        now = self.clock()
-        while self._opened and now - next(iter(self._opened.values())) >= self.max_age:
-            self._opened.popitem(last=False)
+def request_token(request: Request) -> str | None:
+    """The API token: the `x-channelstream-secret` header, else a `secret` query parameter,
+    else (as 0.7.1) a `secret` form field. A form is only read in UTF-8: webob fails on any
+    other charset, and a token is ASCII anyway (no token: 403, not a 500)."""
+    token = request.headers.get(TOKEN_HEADER) or request.GET.get("secret")
+    if token or request.content_type not in FORM_TYPES:
+        return token or None
+    if (request.charset or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return None
+    field = request.POST.get("secret")
+    return field if isinstance(field, str) and field else None
 
 
 class ChannelstreamSecurityPolicy:
     """Pyramid security policy for the API (`api` permission) and admin (`admin`)."""
 
-    def __init__(self, settings: Settings, checker: SignatureChecker) -> None:
+    def __init__(
+        self, settings: Settings, checker: SignatureChecker, sessions: AdminSessionStore
+    ) -> None:
         self.settings = settings
         self.checker = checker
-        self.sessions = AdminSessions(max_age=COOKIE_MAX_AGE)
+        self.sessions = sessions
         # One helper per scheme: over https the cookie is Secure. No Domain attribute (a
         # host-only cookie): a forged Host is not echoed, subdomains do not get the cookie.
         self.cookies = {
@@ -184,11 +165,13 @@ class ChannelstreamSecurityPolicy:
         return self.cookies[request.scheme == "https"]
 
     def identity(self, request: Request) -> dict[str, Any] | None:
+        """The admin's identity from a valid cookie whose session is open. Raises
+        BrokerUnavailable when that cannot be known (the session store is unreachable)."""
         identity = self.cookie(request).identify(request)
         if not identity or identity.get("userid") != self.settings.admin_user:
             return None
-        if not any(self.sessions.is_open(token) for token in identity["tokens"]):
-            return None  # signed out, expired, or opened by another process
+        if not any(self.sessions.admin_session_is_open(token) for token in identity["tokens"]):
+            return None  # signed out, expired, or opened in another cluster
         return dict(identity)
 
     def authenticated_userid(self, request: Request) -> str | None:
@@ -209,7 +192,7 @@ class ChannelstreamSecurityPolicy:
         address = client_address(request, self.settings.trusted_proxies)
         if not _in_networks(_parse_ip(address), self.settings.allow_posting_from):
             return Denied(f"Address {address} is not allowed to call the API")
-        token = request.headers.get(TOKEN_HEADER) or request.params.get("secret")
+        token = request_token(request)
         if not token:
             return Denied("Missing x-channelstream-secret signature")
         self.checker.check(token, {request.path_info, request.path})
@@ -223,13 +206,16 @@ class ChannelstreamSecurityPolicy:
             return False
 
     def remember(self, request: Request, userid: str, **kw: Any) -> list[tuple[str, str]]:
-        """Open a session and set its cookie."""
-        tokens = (self.sessions.open(),)
+        """Open a session and set its cookie. Raises BrokerUnavailable (no cookie is set)."""
+        session_id = new_session_id()
+        self.sessions.open_admin_session(session_id, COOKIE_MAX_AGE)
+        tokens = (session_id,)
         return list(self.cookie(request).remember(request, userid, tokens=tokens, **kw))
 
     def forget(self, request: Request, **kw: Any) -> list[tuple[str, str]]:
-        """Close the request's session (if any) and clear its cookie."""
+        """Close the request's session (if any) and clear its cookie. Raises
+        BrokerUnavailable (the cookie is then kept: its session is still open)."""
         identity = self.cookie(request).identify(request)
         for token in identity["tokens"] if identity else ():
-            self.sessions.close(token)
+            self.sessions.close_admin_session(token)
         return list(self.cookie(request).forget(request))

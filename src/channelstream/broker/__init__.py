@@ -7,8 +7,12 @@ history, configs and user state. Each node delivers frames to its own listeners 
 makes delivery exactly-once and ordered per channel across the cluster.
 
 - `MemoryBroker` (the default): one process; `submit` applies at once. Single-node only.
-- `RedisBroker`: the order is a Redis stream; node liveness, leadership and state snapshots
-  live in Redis keys under `redis_prefix`, with TTLs.
+- `RedisBroker`: the order is a Redis stream; node liveness, leadership, state snapshots and
+  admin sessions live in Redis keys under `redis_prefix`, with TTLs.
+
+Besides the command order, the broker keeps the open admin sessions (`AdminSessionStore`): a
+cookie opened on one node must be a session on every node behind the load balancer, and a
+sign-out on any node must end it on all of them.
 
 The interface is small on purpose; the contract tests in `tests/contract/` run against both.
 """
@@ -25,7 +29,24 @@ class BrokerUnavailable(Exception):
     """The broker cannot take commands right now (Redis unreachable): answer 503."""
 
 
-class Broker(Protocol):
+class AdminSessionStore(Protocol):
+    """The cluster's open admin sessions, by the random id the admin cookie carries.
+
+    The cookie's signature says who signed in; this says the session is still open, which is
+    what makes signing out revoke every copy of the cookie. Each call raises
+    BrokerUnavailable when the store cannot be reached: the caller must not guess."""
+
+    def open_admin_session(self, session_id: str, ttl: float) -> None:
+        """Open a session on every node for `ttl` seconds (or until closed)."""
+
+    def admin_session_is_open(self, session_id: str) -> bool:
+        """Whether the session was opened, has not expired and was not closed, on any node."""
+
+    def close_admin_session(self, session_id: str) -> bool:
+        """End the session on every node; whether it was open."""
+
+
+class Broker(AdminSessionStore, Protocol):
     node_id: str
     keeps_snapshots: bool  # whether the node should hand it snapshots (late joiners exist)
 

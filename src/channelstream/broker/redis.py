@@ -9,9 +9,13 @@ Keys, all under `redis_prefix` (`P`):
 - `P:node:<id>`: "this node is alive", refreshed every `presence_ttl / 4` seconds, expiring
   after `presence_ttl`. The leader ends the connections of nodes whose key has expired.
 - `P:leader`: the node id holding the leadership lease (GC, dead nodes, snapshots).
+- `P:admin_session:<id>`: an open admin session, expiring with its cookie, deleted at sign-out.
+  Any node checks it, so the admin cookie works behind a load balancer; it outlives node
+  restarts (not a Redis restart without persistence, which signs the admin out).
 
 The log expires a day after the last command or snapshot, the snapshot a day after it was
-written, so a cluster that is shut down leaves nothing behind for long. The loops use
+written, so a cluster that is shut down leaves nothing behind for long (admin sessions: until
+their cookie would expire). The loops use
 `threading`, which the server's gevent monkey-patching turns into greenlets (unpatched, as in
 the broker's own tests, they are threads).
 """
@@ -133,6 +137,9 @@ class RedisBroker:
 
     def node_key(self, node_id: str) -> str:
         return f"{self.prefix}:node:{node_id}"
+
+    def admin_session_key(self, session_id: str) -> str:
+        return f"{self.prefix}:admin_session:{session_id}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -336,6 +343,27 @@ class RedisBroker:
             self._previous_snapshot_id = entry_id
         except RedisErrors as error:
             self._set_available(False, error)
+
+    # ------------------------------------------------------------------ admin sessions
+
+    def open_admin_session(self, session_id: str, ttl: float) -> None:
+        # PX rather than EX: a ttl in whole seconds would round short ones away
+        ttl_ms = max(1, round(ttl * 1000))
+        self._call(lambda: self._client.set(self.admin_session_key(session_id), "1", px=ttl_ms))
+
+    def admin_session_is_open(self, session_id: str) -> bool:
+        return bool(self._call(lambda: self._client.exists(self.admin_session_key(session_id))))
+
+    def close_admin_session(self, session_id: str) -> bool:
+        return bool(self._call(lambda: self._client.delete(self.admin_session_key(session_id))))
+
+    def _call(self, command: Callable[[], Any]) -> Any:
+        """One Redis command for a request: its answer, or BrokerUnavailable."""
+        try:
+            return command()
+        except RedisErrors as error:
+            self._set_available(False, error)
+            raise BrokerUnavailable(f"Redis is unreachable: {error}") from None
 
     # ------------------------------------------------------------------ health
 

@@ -198,8 +198,8 @@ class SignInViews(NodeView):
     renderer="json",
 )
 def sign_out(request: Request) -> Any:
-    """POST only (a GET is the usual 404 for a wrong method): end the session here, clear
-    the cookie. `signed_out` says whether a session was open."""
+    """POST only (a GET is the usual 404 for a wrong method): end the session on every node
+    (it lives in the broker), clear the cookie. `signed_out` says whether one was open."""
     refused = admin_action_refusal(request)
     if refused is not None:
         return refused
