@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from channelstream.logs import EscapingLoggerAdapter, escaped
+from channelstream.transport.handshake import handshake_problem, upgrade_requested
 from channelstream.transport.hangup import CLIENT_SOCKET_KEY
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     Only `.../ws` with a UUID `conn_id` is upgraded. Any other path is never upgraded,
     whatever headers it came with: an upgraded request's response is thrown away, so an
     `/sse` stream served on one would stream into nothing and never notice its client leave.
-    A `/ws` request with its `conn_id` missing or not a UUID goes to the app as plain HTTP,
-    which answers 422 with a JSON error instead of accepting a socket. Like Pyramid's
+    A `/ws` request with its `conn_id` missing or not a UUID, or with a broken handshake (see
+    `transport.handshake`), goes to the app as plain HTTP, which answers with a JSON error
+    (422, 400 or 426) instead of accepting a socket. Like Pyramid's
     `request.params`, the last of repeated `conn_id` parameters counts.
     """
     path = str(environ.get("PATH_INFO") or "")
@@ -58,7 +60,7 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
         uuid.UUID(values[-1])
     except ValueError:
         return True
-    return False
+    return upgrade_requested(environ) and handshake_problem(environ) is not None
 
 
 # A query parameter's name and its "=". Names start after "?", after "&" or ";" (WebOb splits

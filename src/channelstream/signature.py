@@ -47,7 +47,7 @@ class TimestampSignatureChecker:
         try:
             value, signed_at = self._signer.unsign(token, return_timestamp=True)
         except itsdangerous.BadData as error:
-            raise BadSignature(str(error)) from None
+            raise BadSignature(refusal_reason(error)) from None
         age = self._clock() - signed_at.timestamp()
         if age < -MAX_CLOCK_SKEW_SECONDS:
             raise BadSignature("signature is dated in the future")
@@ -58,6 +58,19 @@ class TimestampSignatureChecker:
             allowed.add(LEGACY_SIGNED_VALUE)
         if value.decode("utf-8", "replace") not in allowed:
             raise BadSignature("signature is for another path")
+
+
+def refusal_reason(error: itsdangerous.BadData) -> str:
+    """Why itsdangerous refused a token, in words of our own: its messages quote the token's
+    signature, which must not reach the log (a token signed with another environment's secret
+    is that environment's secret at work)."""
+    if isinstance(error, itsdangerous.SignatureExpired):
+        return "signature expired"
+    if isinstance(error, itsdangerous.BadTimeSignature) and error.date_signed is None:
+        return "token without a timestamp"
+    if isinstance(error, itsdangerous.BadSignature):
+        return "signature does not match"
+    return "malformed token"
 
 
 class CustomSignatureChecker:
@@ -76,7 +89,7 @@ class CustomSignatureChecker:
         try:
             value = self._checker.unsign(token, max_age=self._max_age)
         except itsdangerous.BadData as error:
-            raise BadSignature(str(error)) from None
+            raise BadSignature(refusal_reason(error)) from None
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if isinstance(value, str):

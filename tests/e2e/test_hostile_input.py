@@ -452,3 +452,52 @@ def test_a_protocol_violation_is_closed_1002_logged_once_and_others_keep_receivi
     [line] = server_log.refusals()
     assert f"refused GET /ws from {HOST}: close 1002 websocket protocol error" in line
     assert conn_id in line
+
+
+# ---------------------------------------------------------------------- broken handshakes
+
+
+@pytest.mark.parametrize(
+    ("protocol", "version", "key", "status"),
+    [
+        ("HTTP/1.1", "13", "abc", 400),  # not base64 of 16 bytes
+        ("HTTP/1.1", "13", "dGhlIHNhbXBsZSBub25jZQ", 400),  # padding missing
+        ("HTTP/1.1", "13", "\u00e9\u00e9", 400),  # not ASCII
+        ("HTTP/1.1", "13", "", 400),
+        ("HTTP/1.1", "99", "dGhlIHNhbXBsZSBub25jZQ==", 426),
+        ("HTTP/1.1", None, "dGhlIHNhbXBsZSBub25jZQ==", 426),
+        ("HTTP/1.0", "13", "dGhlIHNhbXBsZSBub25jZQ==", 400),
+    ],
+    ids=[
+        "short-key",
+        "unpadded-key",
+        "non-ascii-key",
+        "empty-key",
+        "version-99",
+        "no-version",
+        "http-1.0",
+    ],
+)
+def test_a_broken_websocket_handshake_is_a_json_error_without_a_traceback(
+    server, api, names, bystander, protocol, version, key, status
+):
+    conn_id = api.connect(names("alice"))
+    lines = [
+        f"GET /ws?conn_id={conn_id} {protocol}",
+        f"Host: {HOST}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+    ]
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    log_start = len(server.log_text())
+    with raw_connection(server) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        answer, headers, body = read_http_response(sock)
+    assert answer == status
+    assert json.loads(body)["error"] in ("bad_request", "upgrade_required")
+    if status == 426:
+        assert headers["sec-websocket-version"] == "13"
+    assert "Traceback" not in server.log_text()[log_start:]
+    bystander.still_receives()

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 import webtest
 
+from channelstream.signature import sign
 from tests.functional.conftest import (
     SECRET,
     TOKEN_HEADER,
@@ -411,6 +412,22 @@ def test_a_replayed_token_past_its_minute_is_refused_and_logged_once(
 
     assert response.json == {"request": "Bad Signature"}
     assert_logged_once(logs, logging.WARNING, "POST /connect", "401 bad API signature")
+
+
+@pytest.mark.parametrize(
+    "secret", ["another-environments-secret", SECRET + "-old"], ids=["other", "rotated"]
+)
+def test_a_refused_token_s_signature_never_reaches_the_log(
+    client: ApiClient, logs: pytest.LogCaptureFixture, secret: str
+) -> None:
+    """itsdangerous quotes the signature it refused; the log line says why in our words."""
+    token = sign(secret, "/connect")
+
+    client.post("/connect", {"username": "a"}, token=token, status=401)
+
+    [record] = refused(logs)
+    assert "401 bad API signature: signature does not match" in record.getMessage()
+    assert token.rsplit(".", 1)[1] not in logs.text
 
 
 def test_a_call_from_outside_allow_posting_from_is_logged_once_as_a_warning(

@@ -48,6 +48,7 @@ ERROR_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid",
+    426: "upgrade_required",
     429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",

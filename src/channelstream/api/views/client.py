@@ -16,6 +16,11 @@ from channelstream.api.tween import origin_allowed
 from channelstream.api.views import NodeView
 from channelstream.core.errors import UnknownConnection
 from channelstream.schemas import DisconnectBodySchema, ListenQuerySchema
+from channelstream.transport.handshake import (
+    HandshakeProblem,
+    handshake_problem,
+    upgrade_requested,
+)
 from channelstream.transport.hangup import CLIENT_SOCKET_KEY
 from channelstream.transport.longpoll import long_poll
 from channelstream.transport.sse import HEADERS as SSE_HEADERS
@@ -36,13 +41,19 @@ class ClientViews(NodeView):
     def websocket(self) -> Response:
         """Upgraded requests are served here until the socket closes. A missing or malformed
         conn_id is refused before the upgrade (the server's pre-start hook), landing here as
-        plain HTTP: 422 (fix F13)."""
+        plain HTTP: 422 (fix F13); so is a broken handshake: 400, or 426 for a version."""
         data = ListenQuerySchema.shared().load(dict(self.request.GET))
         ws = self.request.environ.get("wsgi.websocket")
         if ws is None:
-            message = "This endpoint needs a websocket upgrade request"
-            log_refusal(self.request, 400, message)
-            return error_response(400, message)
+            environ = self.request.environ
+            problem = handshake_problem(environ) if upgrade_requested(environ) else None
+            if problem is None:
+                problem = HandshakeProblem(400, "This endpoint needs a websocket upgrade request")
+            log_refusal(self.request, problem.status, problem.message)
+            response = error_response(problem.status, problem.message)
+            if problem.status == 426:
+                response.headers["Sec-WebSocket-Version"] = "13"
+            return response
         allowed = self.node.settings.allow_cors
         origin = self.request.headers.get("Origin")
         serve_websocket(
