@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 from gevent.event import AsyncResult
@@ -23,10 +23,30 @@ from gevent.event import AsyncResult
 from channelstream import encoding
 from channelstream.broker import Broker, BrokerUnavailable, build_broker
 from channelstream.close_codes import CloseCode
-from channelstream.core.commands import Applied, Command, apply_command
+from channelstream.core.commands import (
+    Applied,
+    Attach,
+    CollectGarbage,
+    Command,
+    Connect,
+    Delete,
+    Detach,
+    Disconnect,
+    Edit,
+    ForgetNode,
+    Operation,
+    Publish,
+    SetChannelConfigs,
+    SetUserState,
+    Subscribe,
+    Unsubscribe,
+    Unsupported,
+    apply_command,
+)
 from channelstream.core.model import Delivery
 from channelstream.core.snapshot import state_from_data, state_to_data
 from channelstream.core.state import (
+    Catchup,
     ConnectOutcome,
     GarbageOutcome,
     Limits,
@@ -39,6 +59,8 @@ from channelstream.settings import Settings
 from channelstream.transport.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
 
 CHORES_INTERVAL_SECONDS = 1.0  # GC, dead-node and retry sweeps
 SNAPSHOT_INTERVAL_SECONDS = 10.0
@@ -102,6 +124,7 @@ class Node:
         self.started_at = clock()
         self._outboxes: dict[str, list[Outbox]] = {}
         self._waiting: dict[str, AsyncResult] = {}
+        self._attached: dict[str, Outbox] = {}  # outboxes opened for attach commands, by id
         self._unsent_detaches: list[Command] = []
         self._loops: list[gevent.Greenlet] = []
         self._last_snapshot = 0.0
@@ -109,6 +132,8 @@ class Node:
         # frames those overflows threw away (the rejected one and the queued ones)
         self.frames_discarded = 0
         self.draining = False  # set when the process stops: /ready answers 503
+        # why this replica stopped following the cluster (an operation it cannot read)
+        self.unsupported: str | None = None
         self.broker.start(self._apply, self._restore)
 
     # ------------------------------------------------------------------ lifecycle
@@ -165,15 +190,29 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        """Can take traffic: not stopping, and the broker is reachable."""
-        return self.broker.available and not self.draining
+        """Can take traffic: not stopping, following the cluster, the broker reachable."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why /ready answers 503, or None."""
+        if self.draining:
+            return "draining"
+        if self.unsupported is not None:
+            return "unsupported command"
+        if not self.broker.available:
+            return "broker unreachable"
+        return None
 
     # ------------------------------------------------------------------ commands
 
-    def _submit(self, name: str, **args: Any) -> Any:
-        """Submit a command and wait for it to be applied here; its result, or its CoreError
-        raised. BrokerUnavailable when it cannot be submitted or does not come back."""
-        command = Command(name, args, self.clock(), self.node_id)
+    def _submit(self, operation: Operation[Result]) -> Result:
+        """Submit an operation and wait for it to be applied here; its result, or its
+        CoreError raised. BrokerUnavailable when it cannot be submitted or does not come
+        back."""
+        return self._submit_command(Command(operation, self.clock(), self.node_id))
+
+    def _submit_command(self, command: Command) -> Any:
+        """`_submit` for a command made by the caller (who needs its id)."""
         waiter = AsyncResult()
         self._waiting[command.id] = waiter
         try:
@@ -189,17 +228,24 @@ class Node:
 
     def _apply(self, command: Command) -> None:
         """Apply one command in cluster order (called by the broker, for every command)."""
+        operation = command.operation
+        if isinstance(operation, Unsupported):
+            self._refuse_unsupported(command, operation)
+            return
         applied = apply_command(self.state, command)
         mine = command.origin == self.node_id
-        if command.name == "attach" and mine and applied.error is None:
-            applied.result = self._open_outbox(command.args, applied.result)
-            if command.id not in self._waiting:  # its request gave up waiting: undo
-                self.detach(applied.result)
-        elif command.name == "disconnect" and applied.result is not None:
-            for outbox in self._outboxes.pop(command.args["conn_id"], []):
-                outbox.close(CloseCode.NORMAL)
-        elif command.name == "forget_node" and command.args["node"] == self.node_id:
-            self._close_forgotten_listeners(applied.result)
+        match operation:
+            case Attach() if mine and applied.error is None:
+                outbox = self._open_outbox(operation, applied.result)
+                if command.id in self._waiting:
+                    self._attached[command.id] = outbox  # for `attach`, which waits for it
+                else:  # its request gave up waiting: undo
+                    self.detach(outbox)
+            case Disconnect(conn_id=conn_id) if applied.result is not None:
+                for outbox in self._outboxes.pop(conn_id, []):
+                    outbox.close(CloseCode.NORMAL)
+            case ForgetNode(node=node) if node == self.node_id:
+                self._close_forgotten_listeners(applied.result)
         for delivery in applied.deliveries:
             self._deliver(delivery)
         if isinstance(applied.result, GarbageOutcome) and applied.result.connections:
@@ -213,6 +259,20 @@ class Node:
             waiter = self._waiting.get(command.id)
             if waiter is not None:
                 waiter.set(applied)
+
+    def _refuse_unsupported(self, command: Command, operation: Unsupported) -> None:
+        """An operation from another node that this one cannot read: apply none of it, and
+        stop taking traffic, since this replica no longer matches the cluster's. Said once."""
+        if self.unsupported is None:
+            log.error(
+                "command %s from node %s is not understood (%s %s): this node applies "
+                "nothing of it and answers /ready 503; upgrade it to the cluster's version",
+                command.id,
+                command.origin,
+                operation.wire_type,
+                operation.reason,
+            )
+        self.unsupported = f"{operation.wire_type}: {operation.reason}"
 
     def _close_forgotten_listeners(self, outcome: GarbageOutcome) -> None:
         """The cluster took this node for dead (cut off from the broker for presence_ttl)
@@ -259,17 +319,17 @@ class Node:
         user_state: Mapping[str, Any] | None = None,
         channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ConnectOutcome:
-        result: ConnectOutcome = self._submit(
-            "connect",
-            username=username,
-            conn_id=conn_id,
-            channels=list(channels),
-            state_public_keys=list(state_public_keys),
-            fresh_user_state=dict(fresh_user_state or {}),
-            user_state=dict(user_state or {}),
-            channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
+        return self._submit(
+            Connect(
+                username=username,
+                conn_id=conn_id,
+                channels=tuple(channels),
+                state_public_keys=tuple(state_public_keys),
+                fresh_user_state=dict(fresh_user_state or {}),
+                user_state=dict(user_state or {}),
+                channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
+            )
         )
-        return result
 
     def subscribe(
         self,
@@ -277,19 +337,16 @@ class Node:
         channels: Iterable[str],
         channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> MembershipOutcome:
-        result: MembershipOutcome = self._submit(
-            "subscribe",
-            conn_id=conn_id,
-            channels=list(channels),
-            channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
+        return self._submit(
+            Subscribe(
+                conn_id=conn_id,
+                channels=tuple(channels),
+                channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
+            )
         )
-        return result
 
     def unsubscribe(self, conn_id: str, channels: Iterable[str]) -> MembershipOutcome:
-        result: MembershipOutcome = self._submit(
-            "unsubscribe", conn_id=conn_id, channels=list(channels)
-        )
-        return result
+        return self._submit(Unsubscribe(conn_id=conn_id, channels=tuple(channels)))
 
     def set_user_state(
         self,
@@ -297,31 +354,30 @@ class Node:
         user_state: Mapping[str, Any],
         state_public_keys: Iterable[str] | None = None,
     ) -> UserStateOutcome:
-        result: UserStateOutcome = self._submit(
-            "set_user_state",
-            username=username,
-            user_state=dict(user_state),
-            state_public_keys=None if state_public_keys is None else list(state_public_keys),
+        return self._submit(
+            SetUserState(
+                username=username,
+                user_state=dict(user_state),
+                state_public_keys=None if state_public_keys is None else tuple(state_public_keys),
+            )
         )
-        return result
 
     def set_channel_configs(self, configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        result: list[str] = self._submit(
-            "set_channel_configs", configs={k: dict(v) for k, v in configs.items()}
-        )
-        return result
+        return self._submit(SetChannelConfigs(configs={k: dict(v) for k, v in configs.items()}))
 
     def publish(self, messages: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
-        return self._submit_in_chunks("publish", "messages", messages)
+        return self._submit_in_chunks(lambda chunk: Publish(messages=chunk), messages)
 
     def edit(self, edits: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
-        return self._submit_in_chunks("edit", "edits", edits)
+        return self._submit_in_chunks(lambda chunk: Edit(edits=chunk), edits)
 
     def delete(self, deletes: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
-        return self._submit_in_chunks("delete", "deletes", deletes)
+        return self._submit_in_chunks(lambda chunk: Delete(deletes=chunk), deletes)
 
     def _submit_in_chunks(
-        self, name: str, key: str, items: Iterable[Mapping[str, Any]]
+        self,
+        operation: Callable[[tuple[dict[str, Any], ...]], Operation[MessagesOutcome]],
+        items: Iterable[Mapping[str, Any]],
     ) -> MessagesOutcome:
         """Submit a batch as commands of at most BATCH_CHUNK items, in order, pausing between
         them (see BATCH_CHUNK). Others' commands may come between two chunks; a chunk is
@@ -332,13 +388,12 @@ class Node:
             if start:
                 pause()
             safe = _json_safe_items(batch[start : start + BATCH_CHUNK])
-            chunk: MessagesOutcome = self._submit(name, **{key: safe})
-            outcome.accepted += chunk.accepted
+            outcome.accepted += self._submit(operation(tuple(safe))).accepted
         return outcome
 
     def disconnect(self, conn_id: str) -> bool:
         """End a connection now: presence goes out and its listeners close with 1000."""
-        ended = self._submit("disconnect", conn_id=conn_id) is not None
+        ended = self._submit(Disconnect(conn_id=conn_id)) is not None
         if ended:
             log.info("connection %s disconnected", conn_id)
         return ended
@@ -355,13 +410,16 @@ class Node:
 
         Raises UnknownConnection (or BrokerUnavailable).
         """
-        outbox: Outbox = self._submit("attach", conn_id=conn_id, node=self.node_id, kind=kind)
-        return outbox
+        command = Command(
+            Attach(conn_id=conn_id, node=self.node_id, kind=kind), self.clock(), self.node_id
+        )
+        self._submit_command(command)
+        return self._attached.pop(command.id)
 
-    def _open_outbox(self, args: dict[str, Any], catchup: Any) -> Outbox:
+    def _open_outbox(self, attach: Attach, catchup: Catchup) -> Outbox:
         """Runs inside `_apply`, so no frame can slip between the catchup and live ones."""
-        conn_id = args["conn_id"]
-        outbox = Outbox(conn_id, self.settings.max_queued_frames, catchup.seq, args["kind"])
+        conn_id = attach.conn_id
+        outbox = Outbox(conn_id, self.settings.max_queued_frames, catchup.seq, attach.kind)
         if catchup.frames:
             outbox.push(catchup.seq, ",".join(encoding.dumps(f) for f in catchup.frames))
         self._outboxes.setdefault(conn_id, []).append(outbox)
@@ -377,8 +435,7 @@ class Node:
         if not outboxes:
             del self._outboxes[outbox.conn_id]
         command = Command(
-            "detach",
-            {"conn_id": outbox.conn_id, "served_up_to": outbox.served_up_to, "node": self.node_id},
+            Detach(conn_id=outbox.conn_id, served_up_to=outbox.served_up_to, node=self.node_id),
             self.clock(),
             self.node_id,
         )
@@ -424,7 +481,7 @@ class Node:
         others = self.state.listener_nodes() - {self.node_id}
         for node in others - self.broker.live_nodes(others):
             log.warning("node %s stopped announcing itself: ending its connections", node)
-            self._submit("forget_node", node=node)
+            self._submit(ForgetNode(node=node))
         now = self.clock().timestamp()
         if not self.broker.keeps_snapshots:
             return
@@ -434,10 +491,11 @@ class Node:
 
     def collect_garbage(self) -> None:
         self._submit(
-            "collect_garbage",
-            connections_after=self.settings.gc_conns_after,
-            users_after=self.settings.gc_users_after,
-            channels_after=self.settings.gc_channels_after,
+            CollectGarbage(
+                connections_after=self.settings.gc_conns_after,
+                users_after=self.settings.gc_users_after,
+                channels_after=self.settings.gc_channels_after,
+            )
         )
 
     # ------------------------------------------------------------------ delivery

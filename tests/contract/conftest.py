@@ -28,7 +28,7 @@ import redis
 from channelstream.broker import Broker
 from channelstream.broker.memory import MemoryBroker
 from channelstream.broker.redis import RedisBroker
-from channelstream.core.commands import Command
+from channelstream.core.commands import Command, Publish, operation_of, to_wire
 
 PRESENCE_TTL = 1.0
 WAIT = 10.0  # generous deadline for anything that should happen "soon"
@@ -47,7 +47,27 @@ LATE_JOINER = pytest.mark.parametrize("kind", ["redis"])
 
 
 def command(name: str = "publish", origin: str = "test", **args: Any) -> Command:
-    return Command(name, args, datetime(2026, 1, 1, 12, 30, 15, 123456), origin)
+    """The operation `name` with `args` when they make one; otherwise a `Publish` carrying
+    them as its one item, tagged with `name` (the contract is about carrying commands intact
+    and in order, not about what they mean)."""
+    try:
+        operation = operation_of(name, args)
+    except ValueError:
+        operation = Publish(messages=({"tag": name, **args},))
+    return Command(operation, datetime(2026, 1, 1, 12, 30, 15, 123456), origin)
+
+
+def tag(command: Command) -> str:
+    """The name a test gave `command` (see `command`)."""
+    operation = command.operation
+    if isinstance(operation, Publish) and len(operation.messages) == 1:
+        return str(operation.messages[0].get("tag", command.name))
+    return command.name
+
+
+def wire(command: Command) -> dict[str, Any]:
+    """The operation's fields as they travel."""
+    return to_wire(command.operation)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float = 0.02) -> bool:
@@ -114,7 +134,7 @@ class BlockingRecorder(Recorder):
         self.release = threading.Event()
 
     def apply(self, command: Command) -> None:
-        if command.name == self.blocking_name:
+        if tag(command) == self.blocking_name:
             self.applying.set()
             self.release.wait(WAIT)
         super().apply(command)

@@ -18,7 +18,7 @@ import pytest
 
 from channelstream.broker import BrokerUnavailable
 from channelstream.broker.memory import AdminSessionTable, MemoryBroker
-from channelstream.core.commands import Command
+from channelstream.core.commands import Command, Publish
 from tests.contract.conftest import (
     LATE_JOINER,
     MULTI_NODE,
@@ -29,6 +29,7 @@ from tests.contract.conftest import (
     Recorder,
     join_loops,
     wait_until,
+    wire,
 )
 from tests.redis_server import free_port
 
@@ -103,15 +104,16 @@ def test_a_submitted_command_is_applied_exactly_once_and_intact(make_broker: Mak
     applied = [c for c in node.recorder.commands if c.id == sent.id]
     assert len(applied) == 1
     got = applied[0]
-    assert (got.name, got.args, got.now, got.origin, got.id) == (
+    assert (got.name, wire(got), got.now, got.origin, got.id) == (
         sent.name,
-        sent.args,
+        wire(sent),
         sent.now,
         sent.origin,
         sent.id,
     )
     assert got == sent
-    assert type(got.args["big"]) is int and type(got.args["negative"]) is float
+    [carried] = wire(got)["messages"]
+    assert type(carried["big"]) is int and type(carried["negative"]) is float
 
 
 @pytest.mark.parametrize(
@@ -125,7 +127,7 @@ def test_a_submitted_command_is_applied_exactly_once_and_intact(make_broker: Mak
 )
 def test_command_time_survives_the_round_trip(make_broker: MakeBroker, now: datetime) -> None:
     node = make_broker()
-    sent = Command("publish", {"messages": []}, now, node.node_id)
+    sent = Command(Publish(messages=()), now, node.node_id)
 
     node.broker.submit(sent)
 

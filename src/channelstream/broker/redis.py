@@ -27,14 +27,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from channelstream import encoding
 from channelstream.broker import BrokerUnavailable
-from channelstream.core.commands import Command
+from channelstream.core.commands import Command, Unsupported, from_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,10 @@ def stream_id(value: str | bytes) -> tuple[int, int]:
 
 
 def encode_command(command: Command) -> str:
+    """A log entry: the operation as its versioned wire object, and the envelope."""
     return encoding.dumps(
         {
-            "n": command.name,
-            "a": command.args,
+            "c": to_wire(command.operation),
             "t": command.now.isoformat(),
             "o": command.origin,
             "i": command.id,
@@ -83,14 +83,19 @@ def encode_command(command: Command) -> str:
 
 
 def decode_command(text: str | bytes) -> Command:
-    data = json.loads(text)
-    return Command(
-        name=data["n"],
-        args=data["a"],
-        now=datetime.fromisoformat(data["t"]),
-        origin=data["o"],
-        id=data["i"],
-    )
+    """A log entry's command. An operation this node cannot read (a newer version, another
+    format) becomes `Unsupported`, which the node refuses to apply."""
+    try:
+        data = json.loads(text)
+        return Command(
+            operation=from_wire(data.get("c")),
+            now=datetime.fromisoformat(data["t"]),
+            origin=str(data["o"]),
+            id=str(data["i"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        unreadable = Unsupported(wire_type="?", version=None, reason="not a command entry")
+        return Command(unreadable, datetime.now(UTC), origin="?", id="?")
 
 
 class RedisBroker:

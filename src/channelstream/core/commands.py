@@ -1,33 +1,261 @@
 """State changes as data: the unit a broker orders and every node applies.
 
-Every change to the State goes through `apply_command`, so that a cluster of nodes, applying
-the same commands in the same order, holds the same State (presence, history, configs, user
-state, connections). A command carries the time it was made (`now`) and an id from which the
-uuids the State makes while applying it are derived, so replicas agree on those too. Its
-`args` are JSON-safe: a broker may send it over the network.
+Every change to the State is one of a closed set of frozen, typed operations (`Connect`,
+`Subscribe`, `Publish`, `Attach`, ...), each applying itself to the State. A cluster of nodes
+applying the same operations in the same order holds the same State (presence, history,
+configs, user state, connections).
+
+A `Command` wraps an operation with what every replica needs to agree on: the time it was
+made (`now`), the node that made it, and an id from which the uuids the State makes while
+applying it are derived.
+
+On the wire (between nodes) an operation is a JSON object derived from its fields, with a
+version: `{"v": 1, "type": "connect", "username": ..., ...}`. A node that reads an operation
+it does not understand (another version, an unknown type or field, a value of the wrong kind)
+gets an `Unsupported` in its place: it applies nothing of it, and says why.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar, Union
 
 from channelstream.core.errors import CoreError
-from channelstream.core.state import Outcome, State
+from channelstream.core.model import StateValue
+from channelstream.core.state import (
+    Catchup,
+    ConnectOutcome,
+    GarbageOutcome,
+    MembershipOutcome,
+    MessagesOutcome,
+    Outcome,
+    State,
+    UserStateOutcome,
+)
 
 ID_NAMESPACE = uuid.UUID("6f1d6d3e-2a54-4a55-9c1b-5f0b8a7c0c11")
+WIRE_VERSION = 1
+
+Result = TypeVar("Result", covariant=True)
+ChannelConfigs = dict[str, dict[str, Any]]
+UserState = dict[str, StateValue]
+# A message, edit or delete item as /message validated it (datetimes as ISO strings).
+MessageItem = dict[str, Any]
+
+
+class Operation(Generic[Result]):
+    """Base of every operation: `type` names it on the wire; `apply` changes the State and
+    returns what the request that submitted it answers with."""
+
+    type: ClassVar[str]
+
+    def apply(self, state: State, now: datetime) -> Result:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connect(Operation[ConnectOutcome]):
+    type: ClassVar[str] = "connect"
+    username: str
+    conn_id: str
+    channels: tuple[str, ...]
+    state_public_keys: tuple[str, ...] = ()
+    fresh_user_state: UserState = field(default_factory=dict)
+    user_state: UserState = field(default_factory=dict)
+    channel_configs: ChannelConfigs = field(default_factory=dict)
+
+    def apply(self, state: State, now: datetime) -> ConnectOutcome:
+        return state.connect(
+            self.username,
+            self.conn_id,
+            self.channels,
+            now,
+            state_public_keys=self.state_public_keys,
+            fresh_user_state=self.fresh_user_state,
+            user_state=self.user_state,
+            channel_configs=self.channel_configs,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscribe(Operation[MembershipOutcome]):
+    type: ClassVar[str] = "subscribe"
+    conn_id: str
+    channels: tuple[str, ...]
+    channel_configs: ChannelConfigs = field(default_factory=dict)
+
+    def apply(self, state: State, now: datetime) -> MembershipOutcome:
+        return state.subscribe(self.conn_id, self.channels, now, self.channel_configs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unsubscribe(Operation[MembershipOutcome]):
+    type: ClassVar[str] = "unsubscribe"
+    conn_id: str
+    channels: tuple[str, ...]
+
+    def apply(self, state: State, now: datetime) -> MembershipOutcome:
+        return state.unsubscribe(self.conn_id, self.channels, now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetUserState(Operation[UserStateOutcome]):
+    type: ClassVar[str] = "set_user_state"
+    username: str
+    user_state: UserState
+    state_public_keys: tuple[str, ...] | None = None
+
+    def apply(self, state: State, now: datetime) -> UserStateOutcome:
+        return state.set_user_state(self.username, self.user_state, now, self.state_public_keys)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetChannelConfigs(Operation[list[str]]):
+    type: ClassVar[str] = "set_channel_configs"
+    configs: ChannelConfigs
+
+    def apply(self, state: State, now: datetime) -> list[str]:
+        return state.set_channel_configs(self.configs, now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publish(Operation[MessagesOutcome]):
+    type: ClassVar[str] = "publish"
+    messages: tuple[MessageItem, ...]
+
+    def apply(self, state: State, now: datetime) -> MessagesOutcome:
+        return state.publish(self.messages, now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Edit(Operation[MessagesOutcome]):
+    type: ClassVar[str] = "edit"
+    edits: tuple[MessageItem, ...]
+
+    def apply(self, state: State, now: datetime) -> MessagesOutcome:
+        return state.edit(self.edits, now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delete(Operation[MessagesOutcome]):
+    type: ClassVar[str] = "delete"
+    deletes: tuple[MessageItem, ...]
+
+    def apply(self, state: State, now: datetime) -> MessagesOutcome:
+        return state.delete(self.deletes, now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Disconnect(Operation[Outcome | None]):
+    type: ClassVar[str] = "disconnect"
+    conn_id: str
+
+    def apply(self, state: State, now: datetime) -> Outcome | None:
+        return state.disconnect(self.conn_id, now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attach(Operation[Catchup]):
+    """A listener of `kind` (ws, sse, poll) on `node` attaches to its connection."""
+
+    type: ClassVar[str] = "attach"
+    conn_id: str
+    node: str
+    kind: str = "ws"
+
+    def apply(self, state: State, now: datetime) -> Catchup:
+        return state.attach(self.conn_id, now, node=self.node)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Detach(Operation[None]):
+    type: ClassVar[str] = "detach"
+    conn_id: str
+    served_up_to: int
+    node: str
+
+    def apply(self, state: State, now: datetime) -> None:
+        state.detach(self.conn_id, self.served_up_to, now, node=self.node)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectGarbage(Operation[GarbageOutcome]):
+    type: ClassVar[str] = "collect_garbage"
+    connections_after: float
+    users_after: float
+    channels_after: float
+
+    def apply(self, state: State, now: datetime) -> GarbageOutcome:
+        return state.collect_garbage(
+            now,
+            connections_after=self.connections_after,
+            users_after=self.users_after,
+            channels_after=self.channels_after,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForgetNode(Operation[GarbageOutcome]):
+    """The cluster takes `node` for dead: its listeners are gone."""
+
+    type: ClassVar[str] = "forget_node"
+    node: str
+
+    def apply(self, state: State, now: datetime) -> GarbageOutcome:
+        return state.forget_node(self.node, now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unsupported(Operation[None]):
+    """What a node read in place of an operation it does not understand: never applied."""
+
+    type: ClassVar[str] = "unsupported"
+    wire_type: str
+    version: object
+    reason: str
+
+    def apply(self, state: State, now: datetime) -> None:
+        raise TypeError(f"an unsupported operation is never applied: {self.reason}")
+
+
+# The closed set, by wire name.
+OPERATIONS: dict[str, type[Operation[Any]]] = {
+    operation.type: operation
+    for operation in (
+        Connect,
+        Subscribe,
+        Unsubscribe,
+        SetUserState,
+        SetChannelConfigs,
+        Publish,
+        Edit,
+        Delete,
+        Disconnect,
+        Attach,
+        Detach,
+        CollectGarbage,
+        ForgetNode,
+    )
+}
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str
-    args: dict[str, Any]
+    """One operation as the cluster orders it: when and where it was made, and its id."""
+
+    operation: Operation[Any]
     now: datetime
     origin: str  # id of the node that made it
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def name(self) -> str:
+        return self.operation.type
 
 
 @dataclass
@@ -43,54 +271,94 @@ class Applied:
         return self.result.deliveries if isinstance(self.result, Outcome) else []
 
 
-def _connect(state: State, args: dict[str, Any], now: datetime) -> Any:
-    return state.connect(
-        args["username"],
-        args["conn_id"],
-        args["channels"],
-        now,
-        state_public_keys=args.get("state_public_keys", ()),
-        fresh_user_state=args.get("fresh_user_state"),
-        user_state=args.get("user_state"),
-        channel_configs=args.get("channel_configs"),
-    )
-
-
-HANDLERS: dict[str, Callable[[State, dict[str, Any], datetime], Any]] = {
-    "connect": _connect,
-    "subscribe": lambda s, a, now: s.subscribe(
-        a["conn_id"], a["channels"], now, a.get("channel_configs")
-    ),
-    "unsubscribe": lambda s, a, now: s.unsubscribe(a["conn_id"], a["channels"], now),
-    "set_user_state": lambda s, a, now: s.set_user_state(
-        a["username"], a["user_state"], now, a.get("state_public_keys")
-    ),
-    "set_channel_configs": lambda s, a, now: s.set_channel_configs(a["configs"], now),
-    "publish": lambda s, a, now: s.publish(a["messages"], now),
-    "edit": lambda s, a, now: s.edit(a["edits"], now),
-    "delete": lambda s, a, now: s.delete(a["deletes"], now),
-    "disconnect": lambda s, a, now: s.disconnect(a["conn_id"], now),
-    "attach": lambda s, a, now: s.attach(a["conn_id"], now, node=a["node"]),
-    "detach": lambda s, a, now: s.detach(a["conn_id"], a["served_up_to"], now, node=a["node"]),
-    "collect_garbage": lambda s, a, now: s.collect_garbage(
-        now,
-        connections_after=a["connections_after"],
-        users_after=a["users_after"],
-        channels_after=a["channels_after"],
-    ),
-    "forget_node": lambda s, a, now: s.forget_node(a["node"], now),
-}
-
-
 def apply_command(state: State, command: Command) -> Applied:
     """Apply one command. A CoreError (unknown connection, limits...) changes nothing and is
     returned, not raised: on other replicas it is simply ignored."""
-    handler = HANDLERS.get(command.name)
-    if handler is None:
-        raise ValueError(f"unknown command {command.name!r}")
+    if isinstance(command.operation, Unsupported):
+        raise TypeError(f"unsupported operation: {command.operation.reason}")
     counter = iter(range(1 << 30))
     state.new_id = lambda: str(uuid.uuid5(ID_NAMESPACE, f"{command.id}/{next(counter)}"))
     try:
-        return Applied(command, result=handler(state, command.args, command.now))
+        return Applied(command, result=command.operation.apply(state, command.now))
     except CoreError as error:
         return Applied(command, error=error)
+
+
+# ---------------------------------------------------------------------------------- the wire
+
+
+def to_wire(operation: Operation[Any]) -> dict[str, Any]:
+    """The JSON object of an operation: version, type, and its fields (tuples as lists)."""
+    data: dict[str, Any] = {"v": WIRE_VERSION, "type": operation.type}
+    for item in fields(operation):  # type: ignore[arg-type]
+        value = getattr(operation, item.name)
+        data[item.name] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def from_wire(data: object) -> Operation[Any]:
+    """The operation a JSON object describes, or `Unsupported` saying why it cannot be read
+    (never half of one: every field is checked before anything is built)."""
+    if not isinstance(data, Mapping):
+        return Unsupported(wire_type="?", version=None, reason="not a JSON object")
+    wire_type, version = str(data.get("type", "?")), data.get("v")
+    if version != WIRE_VERSION:
+        return Unsupported(
+            wire_type=wire_type,
+            version=version,
+            reason=f"operation version {version!r} (this node reads version {WIRE_VERSION})",
+        )
+    operation = OPERATIONS.get(wire_type)
+    if operation is None:
+        return Unsupported(wire_type=wire_type, version=version, reason="unknown operation type")
+    hints = typing.get_type_hints(operation)
+    known = {item.name: item for item in fields(operation)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known) - {"v", "type"})
+    if unknown:
+        return Unsupported(
+            wire_type=wire_type, version=version, reason=f"unknown fields {', '.join(unknown)}"
+        )
+    values: dict[str, Any] = {}
+    try:
+        for name in known:
+            if name in data:
+                values[name] = _from_json(hints[name], data[name])
+        return operation(**values)
+    except (TypeError, ValueError) as error:
+        return Unsupported(wire_type=wire_type, version=version, reason=str(error))
+
+
+def _from_json(hint: Any, value: Any) -> Any:
+    """`value` (parsed JSON) as the field type `hint` wants it; ValueError if it is not one."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        wanted = [option for option in options if option is not type(None)]
+        return _from_json(wanted[0], value)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        item_hint = typing.get_args(hint)[0]
+        return tuple(_from_json(item_hint, item) for item in value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object, got {type(value).__name__}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {type(value).__name__}")
+        return float(value)
+    if hint in (str, int, bool) and type(value) is not hint:
+        raise ValueError(f"expected {hint.__name__}, got {type(value).__name__}")
+    return value
+
+
+def operation_of(name: str, args: Mapping[str, Any]) -> Operation[Any]:
+    """The operation named `name` with these fields, as JSON gives them (for tests and
+    tools that describe operations as data); ValueError if it is not one."""
+    operation = from_wire({"v": WIRE_VERSION, "type": name, **args})
+    if isinstance(operation, Unsupported):
+        raise ValueError(f"not a {name} operation: {operation.reason}")
+    return operation

@@ -33,7 +33,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from channelstream.core.commands import Applied, Command, apply_command
+from channelstream.core.commands import Applied, Command, apply_command, operation_of
 from channelstream.core.errors import ConnectionOwnedByOther, UnknownConnection, UnknownUser
 from channelstream.core.model import DELIVERY_KEYS
 from channelstream.core.snapshot import state_to_data
@@ -119,7 +119,8 @@ class CoreMachine(RuleBasedStateMachine):
         before_members = members_of(state)
         before_configs = {name: c.config for name, c in state.channels.items()}
         owners = owners_of(state)
-        command = Command(name, args, self.now, origin="n1", id=f"cmd-{next(self.ids)}")
+        operation = operation_of(name, args)
+        command = Command(operation, self.now, origin="n1", id=f"cmd-{next(self.ids)}")
 
         applied = apply_command(state, command)
         mirrored = apply_command(self.other, command)

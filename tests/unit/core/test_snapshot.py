@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from channelstream import encoding
-from channelstream.core.commands import Applied, Command, apply_command
+from channelstream.core.commands import Applied, Command, apply_command, operation_of
 from channelstream.core.errors import TooManyConnections
 from channelstream.core.model import CHANNEL_FRAMES_KEPT, USER_FRAMES_KEPT
 from channelstream.core.snapshot import state_from_data, state_to_data
@@ -41,7 +41,8 @@ class Commands:
 
     def __call__(self, name: str, seconds: float = 0, **args: Any) -> Command:
         n = next(self.counter)
-        return Command(name, args, at(seconds), "node-1", id=f"{self.prefix}-{n:04d}")
+        operation = operation_of(name, args)
+        return Command(operation, at(seconds), "node-1", id=f"{self.prefix}-{n:04d}")
 
 
 def message(n: int, channel: str | None = None, **fields: Any) -> dict[str, Any]:

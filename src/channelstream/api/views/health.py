@@ -26,11 +26,11 @@ class HealthViews(NodeView):
 
     @view_config(route_name="ready")
     def ready(self) -> Response:
-        """The node can take traffic: its broker is reachable and it is not stopping (503
-        otherwise, with the reason)."""
-        if self.node.ready:
+        """The node can take traffic: its broker is reachable, it follows the cluster and it
+        is not stopping (503 otherwise, with the reason)."""
+        reason = self.node.not_ready_reason()
+        if reason is None:
             return json_response(200, {"status": "ready"})
-        reason = "draining" if self.node.draining else "broker unreachable"
         return json_response(503, {"status": "unavailable", "reason": reason})
 
 
