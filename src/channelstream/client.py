@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import urllib3
 
 from channelstream import encoding
+from channelstream.exceptions import ChannelstreamException
 from channelstream.signature import sign
 
 __all__ = [
@@ -53,7 +54,7 @@ SECRET_HEADER = "x-channelstream-secret"
 DEFAULT_TIMEOUT = 10.0
 
 
-class ChannelstreamError(Exception):
+class ChannelstreamError(ChannelstreamException):
     """Base of every error this client raises."""
 
 

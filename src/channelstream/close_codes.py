@@ -1,4 +1,4 @@
-"""Why the server closes a websocket: one table, mirrored in the README."""
+"""Every websocket close code the server sends or reads: one table, mirrored in the README."""
 
 from enum import IntEnum
 
@@ -6,6 +6,8 @@ from enum import IntEnum
 class CloseCode(IntEnum):
     NORMAL = 1000  # /disconnect was called: the connection is gone for good
     GOING_AWAY = 1001  # the server is shutting down: reconnect (to another node)
+    PROTOCOL_ERROR = 1002  # the client broke RFC 6455 (its close is answered with this)
+    NO_STATUS = 1005  # read only: a client close frame without a code (answered with 1000)
     ORIGIN_NOT_ALLOWED = 1008  # the page's Origin is not in allow_cors
     MESSAGE_TOO_BIG = 1009  # a client frame exceeded max_message_size
     TRY_AGAIN_LATER = 1013  # the cluster broker (Redis) is unreachable: reconnect later

@@ -1,8 +1,11 @@
-"""Public exceptions. `BadSignature` keeps 0.7.1's import path for custom signature checkers."""
+"""The root of every exception channelstream defines, and `BadSignature` (0.7.1's import path
+for custom signature checkers). Each part keeps its own subtree: `core.errors.CoreError`,
+`broker.BrokerUnavailable`, `settings.SettingsError`, the HTTP edge's refusals in
+`api.errors`, the Python client's `client.ChannelstreamError`."""
 
 
 class ChannelstreamException(Exception):
-    """Base of the exceptions channelstream raises to its users."""
+    """Base of every exception channelstream defines."""
 
 
 class BadSignature(ChannelstreamException):

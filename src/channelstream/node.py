@@ -43,7 +43,7 @@ from channelstream.core.commands import (
     Unsupported,
     apply_command,
 )
-from channelstream.core.model import Delivery
+from channelstream.core.model import Connection, Delivery, Totals, User
 from channelstream.core.snapshot import state_from_data, state_to_data
 from channelstream.core.state import (
     Catchup,
@@ -398,10 +398,27 @@ class Node:
             log.info("connection %s disconnected", conn_id)
         return ended
 
+    # ------------------------------------------------------------------ queries
+    # What views, the admin panel and metrics may read: nothing else of the State.
+
     def channels_info(self, names: Iterable[str] | None = None, **options: Any) -> dict[str, Any]:
         """Read after catching up with the cluster (see `sync`)."""
         self.sync()
         return self.state.channels_info(names, **options)
+
+    def totals(self) -> Totals:
+        """The cluster's counts as this replica has them (no waiting: for metrics)."""
+        return self.state.totals()
+
+    def connected_users(self) -> list[User]:
+        return self.state.connected_users()
+
+    def connections(self) -> list[Connection]:
+        return self.state.connections_by_user()
+
+    def broker_stats(self) -> dict[str, Any]:
+        """The broker's own figures (`errors`: failed broker operations, if it counts them)."""
+        return self.broker.stats()
 
     # ------------------------------------------------------------------ listeners
 

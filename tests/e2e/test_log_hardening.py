@@ -149,20 +149,19 @@ def test_an_x_forwarded_for_hop_from_a_trusted_proxy_is_logged_escaped(server, p
 
 
 @pytest.mark.parametrize("piece", HOSTILE.values(), ids=HOSTILE.keys())
-def test_websocket_handshake_headers_quoted_by_gevent_websocket_are_escaped(server, piece):
-    """It logs `Unsupported WebSocket Version: <header>` and `Invalid key: <header>`."""
+def test_websocket_handshakes_with_hostile_headers_are_refused_and_logged_clean(server, piece):
+    """The server checks the handshake before gevent-websocket (which quotes the headers in
+    its log lines): a version or key holding such characters is refused in a line of ours."""
     window = LogWindow(server)
-    assert exchange(server, websocket_upgrade(version=b"13" + piece)).startswith(b"HTTP/1.1 400")
-    # a key of whole base64 quads that decodes to other than 16 bytes (gevent-websocket skips
-    # characters outside the alphabet; it answers 500 to a key that is not ASCII)
+    assert exchange(server, websocket_upgrade(version=b"13" + piece)).startswith(b"HTTP/1.1 426")
     quads = -sum(chr(byte).isalnum() for byte in piece) % 4
-    exchange(server, websocket_upgrade(key=b"QUJD" + piece + b"A" * quads))
+    answer = exchange(server, websocket_upgrade(key=b"QUJD" + piece + b"A" * quads))
+    if b"\r" not in piece:  # the header parser ends a line at a bare CR
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
     finish(server, window)
     window.assert_clean()
     messages = list(window.messages())
-    assert any("Unsupported WebSocket Version: 13" in message for message in messages)
-    if piece.isascii() and b"\r" not in piece:  # the header parser ends a line at a bare CR
-        assert any("Invalid key: QUJD" in message for message in messages), messages
+    assert any("426 Sec-WebSocket-Version must be 13" in message for message in messages)
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from channelstream.core.errors import (
     UnknownConnection,
     UnknownUser,
 )
-from channelstream.exceptions import BadSignature
+from channelstream.exceptions import BadSignature, ChannelstreamException
 from channelstream.logs import escaped
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,15 @@ ERROR_CODES = {
 }
 
 
-class BadRequestBody(Exception):
+class BadRequestBody(ChannelstreamException):
     """The request body is not the JSON it should be (400)."""
 
 
-class UnsupportedCharset(Exception):
+class UnsupportedCharset(ChannelstreamException):
     """The request body is declared in a charset other than UTF-8 (415)."""
 
 
-class PayloadTooLarge(Exception):
+class PayloadTooLarge(ChannelstreamException):
     """The request body exceeds a limit (413): `limit` names the setting (max_message_size,
     max_json_depth or max_json_items)."""
 

@@ -23,7 +23,7 @@ class NodeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         node = self.node
-        state = node.state
+        totals = node.totals()
         listeners = GaugeMetricFamily(
             "channelstream_listeners",
             "Listeners attached to this node, by transport (ws, sse, poll)",
@@ -34,23 +34,21 @@ class NodeCollector(Collector):
             listeners.add_metric([kind], count)
         yield listeners
         yield GaugeMetricFamily(
-            "channelstream_connections", "Connections in the cluster", value=len(state.connections)
+            "channelstream_connections", "Connections in the cluster", value=totals.connections
         )
         yield GaugeMetricFamily(
-            "channelstream_channels", "Channels in the cluster", value=len(state.channels)
+            "channelstream_channels", "Channels in the cluster", value=totals.channels
         )
-        yield GaugeMetricFamily(
-            "channelstream_users", "Users in the cluster", value=len(state.users)
-        )
+        yield GaugeMetricFamily("channelstream_users", "Users in the cluster", value=totals.users)
         yield CounterMetricFamily(
             "channelstream_messages_received",
             "Messages accepted by /message (cluster-wide)",
-            value=state.stats.total_unique_messages,
+            value=totals.messages_in,
         )
         yield CounterMetricFamily(
             "channelstream_frames_sent",
             "Frames handed to connections (cluster-wide)",
-            value=state.stats.total_messages,
+            value=totals.frames_out,
         )
         yield CounterMetricFamily(
             "channelstream_frames_dropped",
@@ -66,7 +64,7 @@ class NodeCollector(Collector):
         yield CounterMetricFamily(
             "channelstream_broker_errors",
             "This node: failed broker operations (Redis unreachable or erroring)",
-            value=getattr(node.broker, "errors", 0),
+            value=node.broker_stats().get("errors", 0),
         )
         yield GaugeMetricFamily(
             "channelstream_broker_available",

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from channelstream.core.commands import Command
+from channelstream.exceptions import ChannelstreamException
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(ChannelstreamException):
     """The broker cannot take commands right now (Redis unreachable): answer 503."""
 
 

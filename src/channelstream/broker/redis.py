@@ -396,4 +396,5 @@ class RedisBroker:
             "available": self._available,
             "applied_id": self.applied_id,
             "commands_applied": self.commands_applied,
+            "errors": self.errors,
         }

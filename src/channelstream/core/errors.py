@@ -1,7 +1,9 @@
 """The core's exception tree. Views turn each into one documented HTTP answer."""
 
+from channelstream.exceptions import ChannelstreamException
 
-class CoreError(Exception):
+
+class CoreError(ChannelstreamException):
     """Base of every error the core raises on a request it cannot honour."""
 
 

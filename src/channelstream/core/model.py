@@ -124,6 +124,18 @@ class Stats:
     total_unique_messages: int = 0  # messages accepted by /message
 
 
+@dataclass(frozen=True)
+class Totals:
+    """How much the cluster holds now, and its message counters since it started."""
+
+    connections: int
+    channels: int
+    users: int  # remembered, connected or not
+    users_connected: int  # with at least one connection
+    messages_in: int  # messages accepted by /message
+    frames_out: int  # frames handed to connections
+
+
 def utc_naive(moment: datetime) -> datetime:
     """Naive UTC, the only timestamp form the core stores and emits (fix F14)."""
     if moment.tzinfo is None:

@@ -34,6 +34,7 @@ from channelstream.core.model import (
     StateValue,
     Stats,
     StoredFrame,
+    Totals,
     User,
 )
 
@@ -244,6 +245,25 @@ class State:
                 self._drop_connection(connection, now, outcome)
                 outcome.connections.append(connection.conn_id)
         return outcome
+
+    def totals(self) -> Totals:
+        return Totals(
+            connections=len(self.connections),
+            channels=len(self.channels),
+            users=len(self.users),
+            users_connected=sum(1 for user in self.users.values() if user.connections),
+            messages_in=self.stats.total_unique_messages,
+            frames_out=self.stats.total_messages,
+        )
+
+    def connected_users(self) -> list[User]:
+        """Users holding at least one connection, by name."""
+        connected = (user for user in self.users.values() if user.connections)
+        return sorted(connected, key=lambda user: user.username)
+
+    def connections_by_user(self) -> list[Connection]:
+        """Every connection, by user name, then age."""
+        return sorted(self.connections.values(), key=lambda c: (c.username, c.created))
 
     def listener_nodes(self) -> set[str]:
         """Ids of the nodes that hold listeners of some connection."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from channelstream.close_codes import CloseCode
+
 OPCODE_CONTINUATION = 0x0
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
@@ -21,8 +23,8 @@ OPCODE_PONG = 0xA
 DATA_OPCODES = frozenset({OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY})
 CONTROL_OPCODES = frozenset({OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG})
 MAX_CONTROL_PAYLOAD = 125
-PROTOCOL_ERROR = 1002
-NO_STATUS = 1005  # the close frame had no code: answered with 1000
+PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
+NO_STATUS = CloseCode.NO_STATUS  # the close frame had no code: answered with 1000
 
 
 def encode_frame(payload: bytes, opcode: int = OPCODE_TEXT) -> bytes:

@@ -24,6 +24,7 @@ import gevent
 from channelstream.broker import BrokerUnavailable
 from channelstream.close_codes import CloseCode
 from channelstream.core.errors import UnknownConnection
+from channelstream.exceptions import ChannelstreamException
 from channelstream.node import Node
 from channelstream.transport.hangup import watch_for_hangup
 
@@ -51,7 +52,7 @@ def close_event(code: int) -> bytes:
     return b"event: close\ndata: %d\n\n" % code
 
 
-class ClientTooSlow(ConnectionResetError):
+class ClientTooSlow(ChannelstreamException, ConnectionResetError):
     """Raised into a writer stuck on a client that reads nothing (handled by the WSGI server
     like a reset connection)."""
 
