@@ -26,7 +26,7 @@ run: venv ## Serve development.ini on http://127.0.0.1:8000 (in-memory broker)
 demo: venv ## Serve channelstream (:8000) and the chat demo on http://127.0.0.1:6543 (Ctrl-C stops both)
 	$(BIN)/python examples/chat/run.py
 
-test: venv ## Run the whole test suite
+test: lint ## Lint (as `make lint`), then run the whole test suite
 	$(BIN)/pytest
 
 lint: venv ## ruff check, ruff format --check, mypy

@@ -1,13 +1,23 @@
 """channelstream: a websocket server that web applications drive through a signed JSON API."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.router import Router
+
 __version__ = "0.8.0.dev0"
 
 
-def main(global_config: dict, **app_settings: str):  # type: ignore[no-untyped-def]
+def main(global_config: dict[str, Any], **app_settings: str) -> Router:
     """PasteDeploy app factory (`use = egg:channelstream`): settings come from [app:main].
 
+    That section is all channelstream's, so its keys may be bare or `channelstream.`-prefixed.
     Under pserve this is the first code of ours to run, so gevent patches here, before the
-    node starts its loops.
+    node starts its loops; pserve has set up the ini's logging by now, so `log_level` and
+    `log_format` apply to it here, as the console script applies them to its own.
     """
     import os
 
@@ -17,22 +27,37 @@ def main(global_config: dict, **app_settings: str):  # type: ignore[no-untyped-d
         monkey.patch_all()
 
     from channelstream.app import make_app
+    from channelstream.logs import apply_process_logging
     from channelstream.settings import Settings
 
     settings = Settings.from_sources(app_settings, environ=os.environ)
+    apply_process_logging(settings.log_level, settings.log_format)
     return make_app(settings)
 
 
-def includeme(config):  # type: ignore[no-untyped-def]
+def includeme(config: Configurator) -> None:
     """`config.include("channelstream")`: mount the server's views in a host Pyramid app.
 
-    Settings come from the host's settings (keys prefixed `channelstream.`) and
-    `CHANNELSTREAM_*` environment variables; routes honour the include's `route_prefix`.
+    Settings come from the host's `channelstream.`-prefixed keys only (its own `secret` or
+    `port` are the host's) and `CHANNELSTREAM_*` environment variables; routes honour the
+    include's `route_prefix`. Logging stays the host's: only the levels of channelstream's own
+    loggers are set, `channelstream` only when `log_level` was given.
     """
+    import logging
     import os
 
     from channelstream.app import configure
-    from channelstream.settings import Settings
+    from channelstream.logs import apply_log_level
+    from channelstream.settings import SETTINGS_BY_NAME, Settings, host_app_values
 
-    settings = Settings.from_sources(config.get_settings(), environ=os.environ)
+    values = host_app_values(config.get_settings())
+    settings = Settings.from_sources(values, environ=os.environ)
+    level_given = "log_level" in values or SETTINGS_BY_NAME["log_level"].env_var in os.environ
+    apply_log_level(settings.log_level if level_given else None)
+    if settings.log_format != SETTINGS_BY_NAME["log_format"].default:
+        logging.getLogger(__name__).warning(
+            "log_format = %s is not applied under config.include: the host app's logging "
+            "handlers format every line",
+            settings.log_format,
+        )
     configure(config, settings).start()

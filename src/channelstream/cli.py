@@ -72,9 +72,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"channelstream: {error}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_CONFIG) from None
     logging.getLogger().setLevel(settings.log_level)
-    from channelstream.logs import apply_log_format
+    from channelstream.logs import apply_process_logging
 
-    apply_log_format(settings.log_format)
+    apply_process_logging(settings.log_level, settings.log_format)
 
     _log_startup(settings, args.ini)
 

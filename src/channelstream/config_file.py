@@ -6,7 +6,9 @@ Two layouts are understood:
   writes); keys that are not settings are reported in a logged warning;
 - a PasteDeploy file (``development.ini``, ``production.ini``): the ``[app:main]`` keys, with or
   without the ``channelstream.`` prefix (``pyramid.*``, ``use`` and other keys are ignored),
-  plus ``host``/``port`` from ``[server:main]``.
+  plus ``host``/``port`` from ``[server:main]``. When ``[app:main]`` is another app
+  (``use = egg:myapp``, which includes channelstream), only its prefixed keys are read: its
+  bare ``secret`` or ``port`` are the host app's.
 
 Values are interpolated the way PasteDeploy does it: ``%(here)s`` is the file's folder and
 ``%(__file__)s`` its path. Parsing into typed values is `Settings.from_sources`' job.
@@ -21,9 +23,9 @@ from pathlib import Path
 
 from channelstream.settings import (
     APP_SETTINGS_PREFIX,
-    RETIRED_KEYS,
-    SETTINGS_BY_NAME,
     SettingsError,
+    host_app_values,
+    section_values,
     unknown_keys,
 )
 
@@ -33,6 +35,10 @@ CHANNELSTREAM_SECTION = "channelstream"
 APP_SECTION = "app:main"
 SERVER_SECTION = "server:main"
 SERVER_KEYS = ("host", "port")
+# `use` values of an [app:main] that is channelstream itself (no `use`: taken as ours too).
+OWN_APP_USES = frozenset(
+    {"", "egg:channelstream", "egg:channelstream#main", "call:channelstream:main"}
+)
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,6 @@ class ConfigFile:
     path: str
     app_settings: dict[str, str] = field(default_factory=dict)
     server: dict[str, str] = field(default_factory=dict)
-
-
-def _setting_name(key: str) -> str:
-    return key[len(APP_SETTINGS_PREFIX) :] if key.startswith(APP_SETTINGS_PREFIX) else key
 
 
 def _own_items(parser: configparser.ConfigParser, section: str, path: Path) -> dict[str, str]:
@@ -89,13 +91,13 @@ def read_config_file(path: str | Path) -> ConfigFile:
 
     app_settings: dict[str, str] = {}
     if has_app:
-        for key, value in _own_items(parser, APP_SECTION, path).items():
-            name = _setting_name(key)
-            if name in SETTINGS_BY_NAME:
-                app_settings[name] = value
-            elif key.startswith(APP_SETTINGS_PREFIX) and name not in RETIRED_KEYS:
-                # A prefixed key that is no setting is almost certainly a typo.
-                log.warning("config file %s: [%s] unknown setting %s", path, APP_SECTION, key)
+        items = _own_items(parser, APP_SECTION, path)
+        own_app = items.get("use", "").strip().lower() in OWN_APP_USES
+        app_settings.update(section_values(items) if own_app else host_app_values(items))
+        # A prefixed key that is no setting is almost certainly a typo.
+        prefixed = [key for key in items if key.startswith(APP_SETTINGS_PREFIX)]
+        for key in unknown_keys(dict.fromkeys(prefixed)):
+            log.warning("config file %s: [%s] unknown setting %s", path, APP_SECTION, key)
     if has_own:
         own = _own_items(parser, CHANNELSTREAM_SECTION, path)
         unknown = unknown_keys(own)
@@ -106,10 +108,7 @@ def read_config_file(path: str | Path) -> ConfigFile:
                 CHANNELSTREAM_SECTION,
                 ", ".join(sorted(unknown)),
             )
-        for key, value in own.items():
-            name = _setting_name(key)
-            if name in SETTINGS_BY_NAME:
-                app_settings[name] = value
+        app_settings.update(section_values(own))
 
     server: dict[str, str] = {}
     if parser.has_section(SERVER_SECTION):

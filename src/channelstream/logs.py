@@ -17,6 +17,10 @@ from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
 
+CHANNELSTREAM_LOGGER = "channelstream"
+# gevent-websocket writes several DEBUG lines per websocket request here (`server.logger`).
+WEBSOCKET_LOGGER = "channelstream.websocket"
+
 # The longest escaped value in a line (a header line may be 64 KiB of a client's choosing).
 THIRD_PARTY_MESSAGE_LENGTH = 500
 
@@ -99,3 +103,26 @@ def apply_log_format(log_format: str, logger: logging.Logger | None = None) -> N
     formatter = JsonFormatter() if log_format == "json" else TextFormatter()
     for handler in target.handlers:
         handler.setFormatter(formatter)
+
+
+def apply_log_level(log_level: str | None) -> None:
+    """Set the levels of channelstream's own loggers and no others: the root logger, and a
+    host app's loggers, belong to whoever configured logging.
+
+    `channelstream` gets `log_level`; None leaves its level to the logging configuration (a
+    host app that set no `channelstream.log_level`). `channelstream.websocket` stays at
+    WARNING or above unless `log_level` is DEBUG, so that a host logging everything at DEBUG
+    does not get gevent-websocket's lines for every websocket request."""
+    if log_level is not None:
+        logging.getLogger(CHANNELSTREAM_LOGGER).setLevel(log_level)
+    level = logging.getLevelNamesMapping()[log_level or "INFO"]
+    websocket_level = level if level == logging.DEBUG else max(level, logging.WARNING)
+    logging.getLogger(WEBSOCKET_LOGGER).setLevel(websocket_level)
+
+
+def apply_process_logging(log_level: str, log_format: str) -> None:
+    """Logging of a process that serves channelstream's own app (the console script, or pserve
+    and other PasteDeploy servers of `use = egg:channelstream`): channelstream's levels, and
+    `log_format` on every root handler, whoever installed it (under pserve: the ini's)."""
+    apply_log_level(log_level)
+    apply_log_format(log_format)

@@ -4,6 +4,11 @@ This table is the single source of truth for configuration. The CLI, `make_confi
 README's settings section and the app factory all read it. Sources, lowest to highest
 precedence: the defaults below, the ini file (or Pyramid app settings), and
 `CHANNELSTREAM_<KEY>` environment variables.
+
+Whose keys are ours: a section that is all channelstream's (`[channelstream]`, or the
+`[app:main]` of `use = egg:channelstream`) may name a setting bare or `channelstream.`-prefixed
+(`section_values`); the settings of a host Pyramid app that includes channelstream hold the
+host's own `secret`, `port` or `debug`, so there only prefixed keys count (`host_app_values`).
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from channelstream.exceptions import ChannelstreamException
+
 ENV_PREFIX = "CHANNELSTREAM_"
+
 APP_SETTINGS_PREFIX = "channelstream."
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class SettingsError(ValueError):
+class SettingsError(ChannelstreamException, ValueError):
     """A configuration value is invalid; the message names the key."""
 
 
@@ -409,15 +417,14 @@ class Settings:
     ) -> Settings:
         """Merge raw values (later sources win; environment variables win over all), then parse.
 
-        Raises SettingsError naming the key of the first bad value.
+        Each source is read as a section of channelstream's own (`section_values`); pass a host
+        app's settings through `host_app_values` first. Raises SettingsError naming the key of
+        the first bad value.
         """
         raw: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS_TABLE}
         for source in sources:
-            for key, value in source.items():
-                name = (
-                    key[len(APP_SETTINGS_PREFIX) :] if key.startswith(APP_SETTINGS_PREFIX) else key
-                )
-                if name in SETTINGS_BY_NAME and value is not None:
+            for name, value in section_values(source).items():
+                if value is not None:
                     raw[name] = value
         for setting in SETTINGS_TABLE:
             if environ is not None and setting.env_var in environ:
@@ -433,6 +440,26 @@ class Settings:
         if not parsed["cookie_secret"]:
             parsed["cookie_secret"] = uuid.uuid4().hex
         return cls(**parsed)
+
+
+def section_values(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Raw values by setting name from a section that is all channelstream's: keys bare or
+    `channelstream.`-prefixed, the prefixed one winning when both are given (so the result
+    never depends on the order of the keys)."""
+    values = {key: value for key, value in section.items() if key in SETTINGS_BY_NAME}
+    values.update(host_app_values(section))
+    return values
+
+
+def host_app_values(app_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Raw values by setting name from `channelstream.<name>` keys only: the settings of a host
+    Pyramid app, whose own `secret`, `port` or `debug` are none of channelstream's business."""
+    values: dict[str, Any] = {}
+    for key, value in app_settings.items():
+        name = key[len(APP_SETTINGS_PREFIX) :] if key.startswith(APP_SETTINGS_PREFIX) else ""
+        if name in SETTINGS_BY_NAME:
+            values[name] = value
+    return values
 
 
 def unknown_keys(source: Mapping[str, Any]) -> list[str]:
