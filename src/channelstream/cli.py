@@ -58,7 +58,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     monkey.patch_all()
 
     from channelstream.config_file import read_config_file
+    from channelstream.gevent_edge import GeventEdgeError, check_gevent_edge
     from channelstream.settings import Settings, SettingsError
+
+    try:
+        check_gevent_edge()  # before anything is built: one line and exit 2, as for settings
+    except GeventEdgeError as error:
+        print(f"channelstream: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
 
     # Formatting now, the level once the settings are known: reading the file may warn.
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)

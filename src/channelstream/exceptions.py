@@ -1,7 +1,8 @@
 """The root of every exception channelstream defines, and `BadSignature` (0.7.1's import path
 for custom signature checkers). Each part keeps its own subtree: `core.errors.CoreError`,
 `broker.BrokerUnavailable`, `settings.SettingsError`, the HTTP edge's refusals in
-`api.errors`, the Python client's `client.ChannelstreamError`."""
+`api.errors`, the Python client's `client.ChannelstreamError`, and
+`gevent_edge.GeventEdgeError` (a gevent that moved what the server relies on)."""
 
 
 class ChannelstreamException(Exception):

@@ -138,7 +138,8 @@ def _pre_start_hook(handler: Any) -> bool:
 def _handler_class() -> type:
     """gevent-websocket's handler, with its access lines on the `channelstream.access` logger.
 
-    (Its own debug lines stay on the `channelstream.websocket` logger.)
+    (Its own debug lines stay on the `channelstream.websocket` logger.) Some overrides below
+    have no documented hook to use; `gevent_edge` checks those details before serving.
     """
     from geventwebsocket.handler import WebSocketHandler
 
@@ -278,8 +279,13 @@ def _stop_node(app: Any) -> None:
             log.exception("stopping the node failed")
 
 
-def _drain(server: Any, app: Any, idle_connections: IdleConnections, timeout: float) -> None:
-    """Stop serving within `timeout` seconds, closing what is open in an orderly way."""
+def _drain(
+    server: Any, pool: Any, app: Any, idle_connections: IdleConnections, timeout: float
+) -> None:
+    """Stop serving within `timeout` seconds, closing what is open in an orderly way.
+
+    `pool` is the server's request pool, passed in rather than read from gevent's
+    undocumented `server.pool`."""
     import gevent
 
     deadline = time.monotonic() + timeout
@@ -296,12 +302,11 @@ def _drain(server: Any, app: Any, idle_connections: IdleConnections, timeout: fl
         # (each gives its client up to 5 s) so no close frame is lost when the process ends.
         while node.listener_count() and time.monotonic() < deadline - KILL_GRACE:
             gevent.sleep(DRAIN_BATCH_PAUSE)
-    in_flight = len(server.pool) if server.pool is not None else 0
-    if in_flight:
-        log.info("waiting up to %.1f s for %d requests", deadline - time.monotonic(), in_flight)
+    if len(pool):
+        log.info("waiting up to %.1f s for %d requests", deadline - time.monotonic(), len(pool))
     server.stop(timeout=max(deadline - time.monotonic() - KILL_GRACE, 0.0))
-    if server.pool is not None and len(server.pool):
-        log.warning("%d requests were cut off at shutdown_timeout", len(server.pool))
+    if len(pool):
+        log.warning("%d requests were cut off at shutdown_timeout", len(pool))
 
 
 def serve(
@@ -315,18 +320,27 @@ def serve(
     """Serve `app` on host:port until SIGTERM/SIGINT, then drain (see `_drain`) and return.
 
     The app starts its own node; this function only stops it (`app.registry.channelstream_node`,
-    if present) after the server has stopped.
+    if present) after the server has stopped. GeventEdgeError, before anything is served,
+    when gevent or gevent-websocket changed a private detail the handler relies on.
     """
     import gevent
     from gevent.event import Event
     from gevent.pool import Pool
     from gevent.pywsgi import WSGIServer
 
+    from channelstream.gevent_edge import GeventEdgeError, check_gevent_edge
+
+    try:
+        check_gevent_edge()
+    except GeventEdgeError:
+        _stop_node(app)
+        raise
+    pool = Pool()  # a pool, so that stop() can wait for in-flight requests
     server = WSGIServer(
         (host, port),
         app,
         handler_class=_handler_class(),
-        spawn=Pool(),  # a pool, so that stop() can wait for in-flight requests
+        spawn=pool,
         log=access_log,
         error_log=logging.getLogger("channelstream.server.errors"),
     )
@@ -351,7 +365,7 @@ def serve(
         server.start()
         log.info("Serving on http://%s:%s", host, server.server_port)
         stop_requested.wait()
-        _drain(server, app, idle_connections, shutdown_timeout)
+        _drain(server, pool, app, idle_connections, shutdown_timeout)
         log.info("Server stopped")
     finally:
         for watcher in watchers:

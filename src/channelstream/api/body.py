@@ -20,6 +20,7 @@ from typing import Any
 from pyramid.request import Request
 
 from channelstream.api.errors import BadRequestBody, PayloadTooLarge, UnsupportedCharset
+from channelstream.gevent_edge import INVALID_CLIENT_INPUT
 from channelstream.node import pause
 from channelstream.settings import Settings
 
@@ -56,8 +57,9 @@ def too_large(limit: int) -> PayloadTooLarge:
 
 def _is_framing_error(error: OSError) -> bool:
     """gevent's `_InvalidClientInput`: the chunked encoding itself is broken. gevent must see
-    it (it answers 400 and closes the connection, whose stream is then in an unknown state)."""
-    return type(error).__name__ == "_InvalidClientInput"
+    it (it answers 400 and closes the connection, whose stream is then in an unknown state).
+    Matched by name, a private one: `gevent_edge` checks it before the server starts."""
+    return type(error).__name__ == INVALID_CLIENT_INPUT
 
 
 def _ended_early(length: int | None) -> BadRequestBody:

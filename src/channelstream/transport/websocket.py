@@ -95,7 +95,11 @@ def _close_upgraded(ws: WebSocket, code: CloseCode) -> None:
 def _take_over(ws: WebSocket) -> tuple[socket.socket, bytes]:
     """A non-blocking socket of our own for the upgraded connection, and any client bytes the
     handler had already buffered. The WSGI handler then ends without touching the connection:
-    its socket object is closed, our duplicate descriptor keeps the connection open."""
+    its socket object is closed, our duplicate descriptor keeps the connection open.
+
+    Neither library documents a way to do this: `ws.handler`, the handler's `socket` and
+    `rfile`, and `ws.closed` suppressing the close frame are their private details, which
+    `gevent_edge` checks before the server starts."""
     handler = ws.handler
     handler_socket = handler.socket
     handler_socket.settimeout(0.0)  # so peeking below returns what is there, never waits
