@@ -31,6 +31,7 @@ from channelstream.core.state import (
     Catchup,
     ConnectOutcome,
     GarbageOutcome,
+    IdSource,
     MembershipOutcome,
     MessagesOutcome,
     Outcome,
@@ -54,7 +55,8 @@ class Operation(Generic[Result]):
 
     type: ClassVar[str]
 
-    def apply(self, state: State, now: datetime) -> Result:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> Result:
+        """Change `state` at `now`; `ids` makes the uuids of what it creates."""
         raise NotImplementedError
 
 
@@ -69,7 +71,7 @@ class Connect(Operation[ConnectOutcome]):
     user_state: UserState = field(default_factory=dict)
     channel_configs: ChannelConfigs = field(default_factory=dict)
 
-    def apply(self, state: State, now: datetime) -> ConnectOutcome:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> ConnectOutcome:
         return state.connect(
             self.username,
             self.conn_id,
@@ -79,6 +81,7 @@ class Connect(Operation[ConnectOutcome]):
             fresh_user_state=self.fresh_user_state,
             user_state=self.user_state,
             channel_configs=self.channel_configs,
+            ids=ids,
         )
 
 
@@ -89,8 +92,8 @@ class Subscribe(Operation[MembershipOutcome]):
     channels: tuple[str, ...]
     channel_configs: ChannelConfigs = field(default_factory=dict)
 
-    def apply(self, state: State, now: datetime) -> MembershipOutcome:
-        return state.subscribe(self.conn_id, self.channels, now, self.channel_configs)
+    def apply(self, state: State, now: datetime, ids: IdSource) -> MembershipOutcome:
+        return state.subscribe(self.conn_id, self.channels, now, self.channel_configs, ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,8 +102,8 @@ class Unsubscribe(Operation[MembershipOutcome]):
     conn_id: str
     channels: tuple[str, ...]
 
-    def apply(self, state: State, now: datetime) -> MembershipOutcome:
-        return state.unsubscribe(self.conn_id, self.channels, now)
+    def apply(self, state: State, now: datetime, ids: IdSource) -> MembershipOutcome:
+        return state.unsubscribe(self.conn_id, self.channels, now, ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,8 +113,10 @@ class SetUserState(Operation[UserStateOutcome]):
     user_state: UserState
     state_public_keys: tuple[str, ...] | None = None
 
-    def apply(self, state: State, now: datetime) -> UserStateOutcome:
-        return state.set_user_state(self.username, self.user_state, now, self.state_public_keys)
+    def apply(self, state: State, now: datetime, ids: IdSource) -> UserStateOutcome:
+        return state.set_user_state(
+            self.username, self.user_state, now, self.state_public_keys, ids
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,8 +124,8 @@ class SetChannelConfigs(Operation[list[str]]):
     type: ClassVar[str] = "set_channel_configs"
     configs: ChannelConfigs
 
-    def apply(self, state: State, now: datetime) -> list[str]:
-        return state.set_channel_configs(self.configs, now)
+    def apply(self, state: State, now: datetime, ids: IdSource) -> list[str]:
+        return state.set_channel_configs(self.configs, now, ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,7 +133,7 @@ class Publish(Operation[MessagesOutcome]):
     type: ClassVar[str] = "publish"
     messages: tuple[MessageItem, ...]
 
-    def apply(self, state: State, now: datetime) -> MessagesOutcome:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> MessagesOutcome:
         return state.publish(self.messages, now)
 
 
@@ -137,7 +142,7 @@ class Edit(Operation[MessagesOutcome]):
     type: ClassVar[str] = "edit"
     edits: tuple[MessageItem, ...]
 
-    def apply(self, state: State, now: datetime) -> MessagesOutcome:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> MessagesOutcome:
         return state.edit(self.edits, now)
 
 
@@ -146,7 +151,7 @@ class Delete(Operation[MessagesOutcome]):
     type: ClassVar[str] = "delete"
     deletes: tuple[MessageItem, ...]
 
-    def apply(self, state: State, now: datetime) -> MessagesOutcome:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> MessagesOutcome:
         return state.delete(self.deletes, now)
 
 
@@ -155,8 +160,8 @@ class Disconnect(Operation[Outcome | None]):
     type: ClassVar[str] = "disconnect"
     conn_id: str
 
-    def apply(self, state: State, now: datetime) -> Outcome | None:
-        return state.disconnect(self.conn_id, now)
+    def apply(self, state: State, now: datetime, ids: IdSource) -> Outcome | None:
+        return state.disconnect(self.conn_id, now, ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +173,7 @@ class Attach(Operation[Catchup]):
     node: str
     kind: str = "ws"
 
-    def apply(self, state: State, now: datetime) -> Catchup:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> Catchup:
         return state.attach(self.conn_id, now, node=self.node)
 
 
@@ -179,7 +184,7 @@ class Detach(Operation[None]):
     served_up_to: int
     node: str
 
-    def apply(self, state: State, now: datetime) -> None:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> None:
         state.detach(self.conn_id, self.served_up_to, now, node=self.node)
 
 
@@ -190,12 +195,13 @@ class CollectGarbage(Operation[GarbageOutcome]):
     users_after: float
     channels_after: float
 
-    def apply(self, state: State, now: datetime) -> GarbageOutcome:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> GarbageOutcome:
         return state.collect_garbage(
             now,
             connections_after=self.connections_after,
             users_after=self.users_after,
             channels_after=self.channels_after,
+            ids=ids,
         )
 
 
@@ -206,8 +212,8 @@ class ForgetNode(Operation[GarbageOutcome]):
     type: ClassVar[str] = "forget_node"
     node: str
 
-    def apply(self, state: State, now: datetime) -> GarbageOutcome:
-        return state.forget_node(self.node, now)
+    def apply(self, state: State, now: datetime, ids: IdSource) -> GarbageOutcome:
+        return state.forget_node(self.node, now, ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,7 +225,7 @@ class Unsupported(Operation[None]):
     version: object
     reason: str
 
-    def apply(self, state: State, now: datetime) -> None:
+    def apply(self, state: State, now: datetime, ids: IdSource) -> None:
         raise TypeError(f"an unsupported operation is never applied: {self.reason}")
 
 
@@ -277,9 +283,13 @@ def apply_command(state: State, command: Command) -> Applied:
     if isinstance(command.operation, Unsupported):
         raise TypeError(f"unsupported operation: {command.operation.reason}")
     counter = iter(range(1 << 30))
-    state.new_id = lambda: str(uuid.uuid5(ID_NAMESPACE, f"{command.id}/{next(counter)}"))
+
+    def ids() -> str:
+        """The n-th uuid made while applying this command: the same on every replica."""
+        return str(uuid.uuid5(ID_NAMESPACE, f"{command.id}/{next(counter)}"))
+
     try:
-        return Applied(command, result=command.operation.apply(state, command.now))
+        return Applied(command, result=command.operation.apply(state, command.now, ids))
     except CoreError as error:
         return Applied(command, error=error)
 

@@ -92,6 +92,11 @@ class GarbageOutcome(Outcome):
     channels: list[str] = field(default_factory=list)
 
 
+# Makes the uuids of new users, channels and server-made frames. Replicas pass one derived
+# from the command being applied (see `core.commands`), so every replica makes the same ones.
+IdSource = Callable[[], str]
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 
@@ -99,13 +104,8 @@ def new_uuid() -> str:
 class State:
     """All channels, users and connections of one server, and the rules that tie them."""
 
-    def __init__(
-        self, limits: Limits | None = None, id_factory: Callable[[], str] | None = None
-    ) -> None:
-        """`id_factory` makes the uuids of new users, channels and server-made frames; a
-        replicated state passes one derived from each command so every replica agrees."""
+    def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self.new_id: Callable[[], str] = id_factory or new_uuid
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, User] = {}
         self.connections: dict[str, Connection] = {}
@@ -125,6 +125,7 @@ class State:
         fresh_user_state: Mapping[str, StateValue] | None = None,
         user_state: Mapping[str, StateValue] | None = None,
         channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        ids: IdSource = new_uuid,
     ) -> ConnectOutcome:
         """Create (or, for the same user, update in place) a connection and join channels."""
         wanted = sorted(set(channels))
@@ -138,7 +139,7 @@ class State:
 
         user = self.users.get(username)
         if user is None:
-            user = User(username=username, last_active=now, uuid=self.new_id())
+            user = User(username=username, last_active=now, uuid=ids())
             self.users[username] = user
             self._merge_state(user, fresh_user_state or {})
         user.public_keys = list(state_public_keys)
@@ -159,7 +160,7 @@ class State:
             connection.last_active = now
         outcome = ConnectOutcome(connection=connection, user=user)
         for name in wanted:
-            self._join(connection, name, (channel_configs or {}).get(name), now, outcome)
+            self._join(connection, name, (channel_configs or {}).get(name), now, outcome, ids)
         return outcome
 
     def subscribe(
@@ -168,37 +169,39 @@ class State:
         channels: Iterable[str],
         now: datetime,
         channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        ids: IdSource = new_uuid,
     ) -> MembershipOutcome:
         connection = self.get_connection(conn_id)
         wanted = sorted(set(channels))
         self._check_channel_limit(set(connection.channels) | set(wanted))
         outcome = MembershipOutcome(connection=connection)
         for name in wanted:
-            if self._join(connection, name, (channel_configs or {}).get(name), now, outcome):
+            config = (channel_configs or {}).get(name)
+            if self._join(connection, name, config, now, outcome, ids):
                 outcome.changed_channels.append(name)
         connection.last_active = now
         return outcome
 
     def unsubscribe(
-        self, conn_id: str, channels: Iterable[str], now: datetime
+        self, conn_id: str, channels: Iterable[str], now: datetime, ids: IdSource = new_uuid
     ) -> MembershipOutcome:
         """Leave channels; names the connection is not in are ignored (as in 0.7.1)."""
         connection = self.get_connection(conn_id)
         outcome = MembershipOutcome(connection=connection)
         for name in sorted(set(channels)):
             if name in connection.channels:
-                self._leave(connection, name, now, outcome)
+                self._leave(connection, name, now, outcome, ids)
                 outcome.changed_channels.append(name)
         connection.last_active = now
         return outcome
 
-    def disconnect(self, conn_id: str, now: datetime) -> Outcome | None:
+    def disconnect(self, conn_id: str, now: datetime, ids: IdSource = new_uuid) -> Outcome | None:
         """Remove a connection at once (fix F17); None when it does not exist."""
         connection = self.connections.get(conn_id)
         if connection is None:
             return None
         outcome = Outcome()
-        self._drop_connection(connection, now, outcome)
+        self._drop_connection(connection, now, outcome, ids)
         return outcome
 
     def get_connection(self, conn_id: str) -> Connection:
@@ -232,7 +235,7 @@ class State:
             connection.cursor = served_up_to
         self.touch(conn_id, now)
 
-    def forget_node(self, node: str, now: datetime) -> GarbageOutcome:
+    def forget_node(self, node: str, now: datetime, ids: IdSource = new_uuid) -> GarbageOutcome:
         """A node died: its listeners are gone, and connections it alone listened to end now
         (presence parts) rather than wait for their clients to come back."""
         outcome = GarbageOutcome()
@@ -242,7 +245,7 @@ class State:
                 continue
             connection.listeners = max(0, connection.listeners - lost)
             if connection.listeners == 0:
-                self._drop_connection(connection, now, outcome)
+                self._drop_connection(connection, now, outcome, ids)
                 outcome.connections.append(connection.conn_id)
         return outcome
 
@@ -309,6 +312,7 @@ class State:
         user_state: Mapping[str, StateValue],
         now: datetime,
         state_public_keys: Iterable[str] | None = None,
+        ids: IdSource = new_uuid,
     ) -> UserStateOutcome:
         """Merge state; tell channels with notify_state when any key changed."""
         user = self.users.get(username)
@@ -326,7 +330,7 @@ class State:
                 if not channel.config.notify_state:
                     continue
                 frame = {
-                    "uuid": self.new_id(),
+                    "uuid": ids(),
                     "type": "user_state_change",
                     "user": username,
                     "timestamp": now,
@@ -360,14 +364,14 @@ class State:
     # ------------------------------------------------------------------ channels
 
     def set_channel_configs(
-        self, configs: Mapping[str, Mapping[str, Any]], now: datetime
+        self, configs: Mapping[str, Mapping[str, Any]], now: datetime, ids: IdSource = new_uuid
     ) -> list[str]:
         """Create channels or merge the given keys into their configs (fix F2)."""
         for name, changes in configs.items():
             channel = self.channels.get(name)
             if channel is None:
                 self.channels[name] = Channel(
-                    uuid=self.new_id(),
+                    uuid=ids(),
                     name=name,
                     config=ChannelConfig().merged(dict(changes)),
                     last_active=now,
@@ -497,13 +501,14 @@ class State:
         connections_after: float,
         users_after: float,
         channels_after: float,
+        ids: IdSource = new_uuid,
     ) -> GarbageOutcome:
         """Remove what has been idle too long (fix F8). A listened-to connection never is."""
         outcome = GarbageOutcome()
         for connection in list(self.connections.values()):
             idle = (now - connection.last_active).total_seconds()
             if connection.listeners == 0 and idle > connections_after:
-                self._drop_connection(connection, now, outcome)
+                self._drop_connection(connection, now, outcome, ids)
                 outcome.connections.append(connection.conn_id)
         for user in list(self.users.values()):
             if not user.connections and (now - user.last_active).total_seconds() > users_after:
@@ -589,12 +594,13 @@ class State:
         config: Mapping[str, Any] | None,
         now: datetime,
         outcome: Outcome,
+        ids: IdSource,
     ) -> bool:
         """Put a connection in a channel (created with `config` if new). False if already in."""
         channel = self.channels.get(name)
         if channel is None:
             channel = Channel(
-                uuid=self.new_id(),
+                uuid=ids(),
                 name=name,
                 config=ChannelConfig().merged(dict(config or {})),
                 last_active=now,
@@ -608,10 +614,12 @@ class State:
         first_of_user = username not in channel.members
         channel.members.setdefault(username, {})[connection.conn_id] = None
         if first_of_user and channel.config.notify_presence:
-            outcome.deliveries.append(self._presence(channel, username, "joined", now))
+            outcome.deliveries.append(self._presence(channel, username, "joined", now, ids))
         return True
 
-    def _leave(self, connection: Connection, name: str, now: datetime, outcome: Outcome) -> None:
+    def _leave(
+        self, connection: Connection, name: str, now: datetime, outcome: Outcome, ids: IdSource
+    ) -> None:
         connection.channels.pop(name, None)
         channel = self.channels.get(name)
         if channel is None:
@@ -625,18 +633,22 @@ class State:
         if not conns:
             del channel.members[username]
             if channel.config.notify_presence:
-                outcome.deliveries.append(self._presence(channel, username, "parted", now))
+                outcome.deliveries.append(self._presence(channel, username, "parted", now, ids))
 
-    def _drop_connection(self, connection: Connection, now: datetime, outcome: Outcome) -> None:
+    def _drop_connection(
+        self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource
+    ) -> None:
         for name in list(connection.channels):
-            self._leave(connection, name, now, outcome)
+            self._leave(connection, name, now, outcome, ids)
         user = self.users.get(connection.username)
         if user is not None:
             user.connections.pop(connection.conn_id, None)
             user.last_active = now
         self.connections.pop(connection.conn_id, None)
 
-    def _presence(self, channel: Channel, username: str, action: str, now: datetime) -> Delivery:
+    def _presence(
+        self, channel: Channel, username: str, action: str, now: datetime, ids: IdSource
+    ) -> Delivery:
         users: list[dict[str, Any]] = []
         if channel.config.broadcast_presence_with_user_lists:
             users = [
@@ -645,7 +657,7 @@ class State:
             ]
         user = self.users[username]
         frame = {
-            "uuid": self.new_id(),
+            "uuid": ids(),
             "type": "presence",
             "user": username,
             "users": users,
