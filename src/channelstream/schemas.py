@@ -424,6 +424,21 @@ class FrameSchema(MessageObjectSchema):
     state = state_dict(allow_none=True, metadata={"description": "presence: public state"})
 
 
+class ServerSentEventSchema(BaseSchema):
+    """One event of `/sse` (`text/event-stream`): the fields an event may have."""
+
+    event = fields.String(
+        validate=validate.OneOf(["close"]), metadata={"description": "Only on the last event"}
+    )
+    data = fields.String(
+        metadata={
+            "description": "A JSON array of message objects (`Frame`); on `close`, the "
+            "websocket close code"
+        }
+    )
+    retry = fields.Integer()
+
+
 class AdminUserSchema(BaseSchema):
     user = fields.String(required=True)
     uuid = UUIDString(required=True)
@@ -489,11 +504,19 @@ class AdminDisconnectResponseSchema(BaseSchema):
     )
 
 
+class SignOutResponseSchema(BaseSchema):
+    signed_out = fields.Boolean(
+        required=True, metadata={"description": "Whether a session was open"}
+    )
+
+
 class StatusSchema(BaseSchema):
     """`/health` and `/ready`."""
 
     status = fields.String(required=True, validate=validate.OneOf(["ok", "ready", "unavailable"]))
-    reason = fields.String(validate=validate.OneOf(["broker unreachable", "draining"]))
+    reason = fields.String(
+        validate=validate.OneOf(["broker unreachable", "draining", "unsupported command"])
+    )
 
 
 class ErrorSchema(BaseSchema):

@@ -3,13 +3,16 @@ their schemas, and real answers that match it too."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import webtest
 from openapi_spec_validator import validate
 from pyramid.config import Configurator
+from pyramid.security import NO_PERMISSION_REQUIRED
 
+from channelstream import encoding
 from channelstream.api import ROUTES
 from channelstream.api.openapi import OPENAPI_VERSION, build_document
 from tests.functional.conftest import LOCALHOST, ApiClient
@@ -82,6 +85,47 @@ def test_every_documented_path_is_a_route(client: ApiClient, document: dict[str,
     patterns = {route.pattern for route in client.testapp.app.routes_mapper.get_routes()}
 
     assert set(document["paths"]) <= patterns
+
+
+def test_the_served_document_is_built_from_the_apps_registered_views(
+    client: ApiClient, document: dict[str, Any]
+) -> None:
+    served = client.call("GET", "/openapi.json").json
+    del served["servers"]
+
+    assert served == json.loads(encoding.dumps(document))
+
+
+def test_each_operations_security_is_its_views_permission(
+    client: ApiClient, document: dict[str, Any]
+) -> None:
+    expected: dict[str, list[dict[str, list[str]]]] = {
+        "api": [{"APIKeyHeader": []}],
+        "admin": [{"AdminCookie": []}, {"APIKeyHeader": []}],
+        "metrics": [{"AdminCookie": []}, {"APIKeyHeader": []}, {}],
+        NO_PERMISSION_REQUIRED: [],
+    }
+    introspector = client.testapp.app.registry.introspector
+    checked = 0
+    for view in introspector.get_category("views"):
+        route = view["introspectable"]["route_name"]
+        if route not in ROUTES:
+            continue
+        permission = next(i["value"] for i in view["related"] if i.category_name == "permissions")
+        for operation in document["paths"][ROUTES[route]].values():
+            assert operation["security"] == expected[permission], route
+            checked += 1
+    assert checked >= len(ROUTES)
+
+
+def test_the_introduction_names_every_client_endpoint(document: dict[str, Any]) -> None:
+    paths = {
+        path for path, _, operation in operations(document) if "Client API" in operation["tags"]
+    }
+
+    assert paths == {"/ws", "/sse", "/listen", "/disconnect"}
+    for path in paths:
+        assert f"`{path}`" in document["info"]["description"]
 
 
 def test_every_operation_has_an_id_a_tag_a_summary_and_its_security(

@@ -1,48 +1,76 @@
-"""The OpenAPI 3.0 document of `/openapi.json`, built by apispec from `channelstream.schemas`.
+"""The OpenAPI 3.0 document of `/openapi.json`, built by apispec from the registered views.
 
-Every request and response body is one of the marshmallow schemas the views load (or whose
-shape they answer with), so the document cannot drift from the validation. This module only
-adds what a schema cannot say: which route takes which schema, summaries, status codes and
-one example per operation. The test suite checks that every route with a view is documented
-here, that the document is valid OpenAPI 3.0, that the examples match their schemas, and (with
-schemathesis, on a live server) that real answers match the document.
+Each view declares its operation where it is defined (`@documented`, see
+`channelstream.api.documented`): summary, schemas from `channelstream.schemas`, status codes,
+examples. This module walks the views Pyramid registered (its introspector) and derives what
+their registration already says: the path from the route, the methods from `request_method`,
+the security and the refusals that go with it from the permission. What stays here is what
+several views share: the error responses, the examples, the document's introduction.
+
+The test suite checks that every route with a view is documented, that the document is valid
+OpenAPI 3.0, that the examples match their schemas, and (with schemathesis, on a live server)
+that real answers match the document.
 
 Version 3.0.3, not 3.1: the Swagger UI that `swagger-ui-bundle` ships (4.15) renders 3.0 only.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from apispec.ext.marshmallow.field_converter import FieldConverterMixin
+from marshmallow import fields
+from pyramid.config import Configurator
 from pyramid.request import Request
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from channelstream import __version__, schemas
 from channelstream.api import ROUTES
-from channelstream.api.security import TOKEN_HEADER
+from channelstream.api.documented import (
+    ADMIN_TAG,
+    API_TAG,
+    CLIENT_TAG,
+    OPERATIONS_TAG,
+    PAGES_TAG,
+    Answer,
+    Operation,
+    answer,
+    operations_of,
+)
+from channelstream.api.errors import SIGN_IN_REDIRECT_ROUTES
+from channelstream.api.security import (
+    ADMIN_PERMISSION,
+    API_PERMISSION,
+    METRICS_PERMISSION,
+    TOKEN_HEADER,
+)
 from channelstream.close_codes import CloseCode
 
 OPENAPI_VERSION = "3.0.3"
-JSON = "application/json"
-HTML = "text/html"
-FORM = "application/x-www-form-urlencoded"
-
-API_TAG = "API"
-CLIENT_TAG = "Client API"
-ADMIN_TAG = "Admin API"
-OPERATIONS_TAG = "Operations"
-PAGES_TAG = "Pages"
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 Security = list[dict[str, list[str]]]
 SIGNED: Security = [{"APIKeyHeader": []}]
 ADMIN: Security = [{"AdminCookie": []}, {"APIKeyHeader": []}]
 OPEN: Security = []
 
-DESCRIPTION = f"""\
+TAGS = {
+    API_TAG: "Signed calls from your web app",
+    CLIENT_TAG: "What browsers call with a conn_id",
+    ADMIN_TAG: "Admin session or signed call",
+    OPERATIONS_TAG: "Health checks, metrics and this document",
+    PAGES_TAG: "HTML pages for people",
+}
+
+
+def introduction(client_paths: Iterable[str]) -> str:
+    """The document's description; the client endpoints are the documented ones."""
+    *others, last = [f"`{path}`" for path in client_paths] or ["none"]
+    listed = f"{', '.join(others)} and {last}" if others else last
+    return f"""\
 A websocket server driven by a signed JSON REST API (Channelstream 0.7.1 compatible).
 
 **Server API** (tag `{API_TAG}`): called by your web app, never by browsers. Each call comes
@@ -53,7 +81,7 @@ the `{TOKEN_HEADER}` header: the request path (e.g. `/connect`) signed with the 
 (what 0.7 clients sign) are accepted while `legacy_signatures` is on.
 
 **Client API** (tag `{CLIENT_TAG}`): what browsers call with the `conn_id` the web app handed
-them: `/ws` (websocket), `/listen` (long polling) and `/disconnect`. No signature.
+them: {listed}. No signature.
 
 **Admin API** (tag `{ADMIN_TAG}`): the admin panel's data; needs the admin session cookie (sign
 in at `/admin/sign_in`) or a signed call.
@@ -66,6 +94,7 @@ In the API explorer (`/api-explorer`), type the server secret in the box at the 
 signs each request it sends for the path it calls. The secret never leaves the browser.
 """
 
+
 CLOSE_CODES = {
     CloseCode.NORMAL: "`/disconnect` was called for this connection: stop",
     CloseCode.GOING_AWAY: "the server is shutting down: reconnect with the same conn_id",
@@ -75,24 +104,7 @@ CLOSE_CODES = {
     CloseCode.UNKNOWN_CONNECTION: "unknown conn_id: get a new one from the web app",
     CloseCode.TOO_SLOW: "too slow (`max_queued_frames` overflowed): reconnect and catch up",
 }
-
-WS_DESCRIPTION = (
-    """\
-The browser's connection: `new WebSocket("ws://host:port/ws?conn_id=...")` with the `conn_id`
-that `/connect` returned to the web app. No signature: the conn_id is the credential.
-
-After the upgrade the server sends text frames, each a JSON array of message objects (the
-`Frame` schema): first the frames the connection missed (`catchup: true`), then live ones.
-`[]` arrives every `heartbeat_interval` seconds as a heartbeat. What the client sends only
-counts as activity. A missing or malformed `conn_id` is refused before the upgrade with 422;
-a plain GET without an upgrade gets 400.
-
-Close codes:
-
-"""
-    + "\n".join(f"- `{int(code)}`: {text}" for code, text in CLOSE_CODES.items())
-    + "\n\nSwagger UI cannot open websockets; use a websocket client."
-)
+CLOSE_CODE_LIST = "\n".join(f"- `{int(code)}`: {text}" for code, text in CLOSE_CODES.items())
 
 # --------------------------------------------------------------------------- examples
 
@@ -147,97 +159,117 @@ CHANNELS_INFO_EXAMPLE = {
     "channels": {"lobby": channel_example()},
     "users": [{"user": "alice", "state": {"status": "online"}}],
 }
-
-# --------------------------------------------------------------------------- building blocks
-
-# One server-sent event (what `text/event-stream` schemas describe: each event's fields).
-SSE_EVENT = {
-    "type": "object",
-    "properties": {
-        "event": {"type": "string", "enum": ["close"], "description": "Only on the last event"},
-        "data": {
-            "type": "string",
-            "description": "A JSON array of message objects (`Frame`); on `close`, the "
-            "websocket close code",
-        },
-        "retry": {"type": "integer"},
-    },
+ADMIN_EXAMPLE = {
+    "remembered_user_count": 1,
+    "unique_user_count": 1,
+    "total_connections": 1,
+    "total_channels": 1,
+    "total_messages": 3,
+    "total_unique_messages": 1,
+    "channels": {"lobby": channel_example()},
+    "users": [
+        {
+            "user": "alice",
+            "uuid": USER_UUID,
+            "state": {"status": "online"},
+            "connections": [CONN_ID],
+        }
+    ],
+    "uptime": "2:03:04",
+    "version": __version__,
+    "uptime_seconds": 7384,
+    "started_at": NOW,
+    "frames_dropped": 0,
+    "listeners": 1,
+    "node_id": "5b0e6a0f0f2b4f4c9d2a8f1e3c7b9a10",
+    "broker": {"broker": "memory", "commands_applied": 12},
+    "connections": [
+        {
+            "conn_id": CONN_ID,
+            "user": "alice",
+            "channels": ["lobby"],
+            "created": NOW,
+            "last_active": LATER,
+            "listeners": 1,
+        }
+    ],
 }
 
 
-def json_body(schema: Any, example: Any, description: str = "") -> dict[str, Any]:
-    """A JSON request or response: `schema` is a schema class, instance or raw OpenAPI dict."""
-    body: dict[str, Any] = {"content": {JSON: {"schema": schema, "example": example}}}
-    if description:
-        body["description"] = description
-    return body
+def error_example(status: int, error: str, title: str, message: str) -> dict[str, Any]:
+    """An example of the error envelope (`ErrorSchema`)."""
+    return {"error": error, "message": message, "code": f"{status} {title}", "title": title}
 
 
-def ok(schema: Any, example: Any, description: str = "Done") -> dict[str, Any]:
-    return json_body(schema, example, description)
+# --------------------------------------------------------------------------- shared answers
 
-
+# `components/responses`: views and permissions name them (an `Answer` string).
 ERROR_RESPONSES: dict[str, dict[str, Any]] = {
-    "BadRequest": json_body(
+    "BadRequest": answer(
         schemas.ErrorSchema,
-        {
-            "error": "bad_request",
-            "message": "Request body is not valid JSON: Expecting value: line 1 column 1",
-            "code": "400 Bad Request",
-            "title": "Bad Request",
-        },
+        error_example(
+            400,
+            "bad_request",
+            "Bad Request",
+            "Request body is not valid JSON: Expecting value: line 1 column 1",
+        ),
         "The body is not valid JSON",
     ),
-    "BadSignature": json_body(
+    "BadSignature": answer(
         schemas.BadSignatureSchema,
         {"request": "Bad Signature"},
         "The signature is invalid, expired or for another path",
     ),
-    "Forbidden": json_body(
+    "Forbidden": answer(
         schemas.ErrorSchema,
-        {
-            "error": "forbidden",
-            "message": "Missing x-channelstream-secret signature",
-            "code": "403 Forbidden",
-            "title": "Forbidden",
-        },
+        error_example(403, "forbidden", "Forbidden", "Missing x-channelstream-secret signature"),
         "No signature, or the caller's address is not in allow_posting_from",
     ),
-    "PayloadTooLarge": json_body(
+    "CrossOrigin": answer(
+        schemas.ErrorSchema,
+        error_example(
+            403, "forbidden", "Forbidden", "Cross-origin request (Origin http://example.com)"
+        ),
+        "With the admin cookie (not a signed call): not application/json, or not from this "
+        "server's own origin (Origin, else Sec-Fetch-Site, else Referer)",
+    ),
+    "PayloadTooLarge": answer(
         schemas.ErrorSchema,
         {
-            "error": "payload_too_large",
-            "message": "Request body exceeds max_message_size (1048576 bytes)",
-            "code": "413 Request Entity Too Large",
-            "title": "Request Entity Too Large",
+            **error_example(
+                413,
+                "payload_too_large",
+                "Request Entity Too Large",
+                "Request body exceeds max_message_size (1048576 bytes)",
+            ),
             "limit": "max_message_size",
         },
         "The body is larger than max_message_size, nests deeper than max_json_depth, or has "
         "an array or object of more than max_json_items entries (`limit` names which)",
     ),
-    "UnsupportedCharset": json_body(
+    "UnsupportedCharset": answer(
         schemas.ErrorSchema,
-        {
-            "error": "unsupported_media_type",
-            "message": "Request body must be JSON in UTF-8; charset 'utf-7' is not accepted",
-            "code": "415 Unsupported Media Type",
-            "title": "Unsupported Media Type",
-        },
+        error_example(
+            415,
+            "unsupported_media_type",
+            "Unsupported Media Type",
+            "Request body must be JSON in UTF-8; charset 'utf-7' is not accepted",
+        ),
         "The body declares a charset other than UTF-8 (JSON is UTF-8, RFC 8259)",
     ),
-    "ValidationFailed": json_body(
+    "ValidationFailed": answer(
         schemas.ValidationErrorSchema,
         {"username": ["Missing data for required field."]},
         "The body does not match its schema (marshmallow's field errors)",
     ),
-    "Unavailable": json_body(
+    "Unavailable": answer(
         schemas.ErrorSchema,
-        {
-            "error": "unavailable",
-            "message": "The cluster broker is unavailable: connection refused",
-            "code": "503 Service Unavailable",
-            "title": "Service Unavailable",
-        },
+        error_example(
+            503,
+            "unavailable",
+            "Service Unavailable",
+            "The cluster broker is unavailable: connection refused",
+        ),
         "The cluster broker is unreachable (or, on /connect, max_connections is reached)",
     ),
     "SignInRedirect": {
@@ -246,648 +278,125 @@ ERROR_RESPONSES: dict[str, dict[str, Any]] = {
     },
 }
 
-SIGNED_ERRORS = {
+# The refusals of a view that reads a JSON body.
+BODY_ERRORS: dict[str, Answer] = {
     "400": "BadRequest",
-    "401": "BadSignature",
-    "403": "Forbidden",
     "413": "PayloadTooLarge",
     "415": "UnsupportedCharset",
     "422": "ValidationFailed",
+}
+# Every signed call reads a JSON body (even GET /info) and may need the broker.
+SIGNED_ERRORS: dict[str, Answer] = {
+    **BODY_ERRORS,
+    "401": "BadSignature",
+    "403": "Forbidden",
     "503": "Unavailable",
 }
-ADMIN_ERRORS = {"302": "SignInRedirect", "401": "BadSignature", "503": "Unavailable"}
-# Admin state changes by the session cookie: JSON from the panel's own origin only.
-CROSS_ORIGIN = json_body(
-    schemas.ErrorSchema,
-    {
-        "error": "forbidden",
-        "message": "Cross-origin request (Origin http://example.com)",
-        "code": "403 Forbidden",
-        "title": "Forbidden",
-    },
-    "With the admin cookie (not a signed call): not application/json, or not from this "
-    "server's own origin (Origin, else Sec-Fetch-Site, else Referer)",
-)
 
 
-def signed(
-    operation_id: str,
-    summary: str,
-    description: str,
-    request: dict[str, Any] | None,
-    response: dict[str, Any],
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "operationId": operation_id,
-        "tags": [API_TAG],
-        "summary": summary,
-        "description": description,
-        "security": SIGNED,
-        "responses": {"200": response, **SIGNED_ERRORS},
-    }
-    if request is not None:
-        operation["requestBody"] = {"required": True, **request}
-    return operation
-
-
-def html_page(operation_id: str, summary: str, tags: list[str], security: Any) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        "200": {"description": "The page", "content": {HTML: {"schema": {"type": "string"}}}}
-    }
-    if security:
-        responses["302"] = "SignInRedirect"
-    return {
-        "operationId": operation_id,
-        "tags": tags,
-        "summary": summary,
-        "security": security,
-        "responses": responses,
-    }
-
-
-def query_parameters(schema: type[Schema] | Schema) -> list[dict[str, Any]]:
-    return [{"in": "query", "schema": schema}]
-
-
-# --------------------------------------------------------------------------- the operations
-
-
-def operations(channel_config_body: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{route name: {method: operation}}: every route with a view (tests check it)."""
-    info_get = signed(
-        "info_get",
-        "Every channel, with history and users",
-        "`/info` answers any method; without a body it reports every channel in full.",
-        None,
-        ok(schemas.ChannelsInfoSchema, CHANNELS_INFO_EXAMPLE),
-    )
-    info_post = signed(
-        "info",
-        "Channels, shaped by an InfoResolution",
-        "With a body, `info` is required; `info.channels` picks channels (unknown names are "
-        "skipped), the other flags shape the answer. An empty body reports everything.",
-        json_body(
-            schemas.InfoBodySchema,
-            {"info": {"channels": ["lobby"], "include_history": True, "include_users": True}},
-        ),
-        ok(schemas.ChannelsInfoSchema, CHANNELS_INFO_EXAMPLE),
-    )
-    info_post["requestBody"]["required"] = False
-    disconnect_response = {
-        "200": ok({"type": "boolean"}, True, "true if the connection existed (it is gone now)"),
-        "400": "BadRequest",
-        "413": "PayloadTooLarge",
-        "415": "UnsupportedCharset",
-        "422": "ValidationFailed",
-        "503": "Unavailable",
-    }
-    return {
-        "connect": {
-            "post": signed(
-                "connect",
-                "Connect a user: get a conn_id for the browser",
-                "Creates the user if needed (applying `fresh_user_state`), merges `user_state`, "
-                "sets `state_public_keys` and subscribes the connection to `channels` (created "
-                "with `channel_configs` if new). Reusing a live conn_id of the same user "
-                "updates that connection in place; another user's conn_id is a 422.",
-                json_body(
-                    schemas.ConnectBodySchema,
-                    {
-                        "username": "alice",
-                        "channels": ["lobby"],
-                        "user_state": {"status": "online"},
-                        "state_public_keys": ["status"],
-                        "channel_configs": {"lobby": {"notify_presence": True}},
-                    },
-                ),
-                ok(
-                    schemas.ConnectResponseSchema,
-                    {
-                        "conn_id": CONN_ID,
-                        "username": "alice",
-                        "state": {"status": "online"},
-                        "public_state": {"status": "online"},
-                        "channels": ["lobby"],
-                        "channels_info": CHANNELS_INFO_EXAMPLE,
-                    },
-                ),
-            )
-        },
-        "subscribe": {
-            "post": signed(
-                "subscribe",
-                "Subscribe a connection to more channels",
-                "New channels are created with `channel_configs`; `subscribed_to` lists the "
-                "channels newly joined. `conn_id` may also come from the query string.",
-                json_body(schemas.SubscribeBodySchema, {"conn_id": CONN_ID, "channels": ["news"]}),
-                ok(
-                    schemas.SubscribeResponseSchema,
-                    {
-                        "channels": ["lobby", "news"],
-                        "channels_info": CHANNELS_INFO_EXAMPLE,
-                        "subscribed_to": ["news"],
-                    },
-                ),
-            )
-        },
-        "unsubscribe": {
-            "post": signed(
-                "unsubscribe",
-                "Unsubscribe a connection from channels",
-                "Channels the connection is not in are ignored.",
-                json_body(
-                    schemas.UnsubscribeBodySchema, {"conn_id": CONN_ID, "channels": ["news"]}
-                ),
-                ok(
-                    schemas.UnsubscribeResponseSchema,
-                    {
-                        "channels": ["lobby"],
-                        "channels_info": CHANNELS_INFO_EXAMPLE,
-                        "unsubscribed_from": ["news"],
-                    },
-                ),
-            )
-        },
-        "user_state": {
-            "post": signed(
-                "user_state",
-                "Change a user's state",
-                "Merges `user_state`; `state_public_keys` (when given) replaces the public keys. "
-                "Channels with `notify_state` get a `user_state_change` frame.",
-                json_body(
-                    schemas.UserStateBodySchema,
-                    {"user": "alice", "user_state": {"status": "away"}},
-                ),
-                ok(
-                    schemas.UserStateResponseSchema,
-                    {
-                        "user_state": {"status": "away"},
-                        "changed_state": [{"key": "status", "value": "away"}],
-                        "public_keys": ["status"],
-                    },
-                ),
-            )
-        },
-        "message": {
-            "post": signed(
-                "message",
-                "Send messages to channels or users",
-                "The body is a list. Items with neither `channel` nor `pm_users` are dropped; "
-                "a message to a channel that does not exist is accepted and goes nowhere.",
-                json_body(
-                    schemas.MessageBodySchema(many=True),
-                    [{"channel": "lobby", "user": "bob", "message": {"text": "hello"}}],
-                ),
-                ok(schemas.MessageAcceptedSchema(many=True), [MESSAGE_EXAMPLE]),
-            ),
-            "patch": signed(
-                "edit_messages",
-                "Edit sent messages",
-                "Changes the stored message (history, catchup) and sends a `message:edit` "
-                "frame with the edit's own routing.",
-                json_body(
-                    schemas.MessageEditBodySchema(many=True),
-                    [{"uuid": MESSAGE_UUID, "channel": "lobby", "message": {"text": "hi!"}}],
-                ),
-                ok(
-                    schemas.MessageEditAcceptedSchema(many=True),
-                    [
-                        {
-                            "uuid": MESSAGE_UUID,
-                            "channel": "lobby",
-                            "message": {"text": "hi!"},
-                            "pm_users": [],
-                            "exclude_users": [],
-                            "no_history": False,
-                            "edited": LATER,
-                        }
-                    ],
-                ),
-            ),
-            "delete": signed(
-                "messages_delete",
-                "Delete sent messages",
-                "Removes the message from history and catchup and sends `message:delete`.",
-                json_body(
-                    schemas.MessageDeleteBodySchema(many=True),
-                    [{"uuid": MESSAGE_UUID, "channel": "lobby"}],
-                ),
-                ok(
-                    schemas.MessageDeleteAcceptedSchema(many=True),
-                    [
-                        {
-                            "uuid": MESSAGE_UUID,
-                            "channel": "lobby",
-                            "pm_users": [],
-                            "exclude_users": [],
-                            "no_history": False,
-                        }
-                    ],
-                ),
-            ),
-        },
-        "channel_config": {
-            "post": signed(
-                "channel_config",
-                "Create channels or change their settings",
-                "The body maps channel names to settings. Only the keys given change an "
-                "existing channel. Every entry is checked before any is applied; the first "
-                "invalid entry's errors are the 422 body.",
-                json_body(channel_config_body, {"lobby": {"store_history": True}}),
-                ok(
-                    schemas.ChannelsInfoSchema,
-                    {
-                        "channels": {"lobby": channel_example(history=False, users=False)},
-                        "users": [],
-                    },
-                ),
-            )
-        },
-        "info": {"get": info_get, "post": info_post},
-        "listen": {
-            "get": {
-                "operationId": "listen",
-                "tags": [CLIENT_TAG],
-                "summary": "Long poll for frames",
-                "description": "Waits up to `wake_connections_after` seconds for frames and "
-                "answers a JSON array of message objects (`[]` if none came). With `callback`, "
-                "the answer is JSONP.",
-                "security": OPEN,
-                "parameters": query_parameters(schemas.ListenQuerySchema),
-                "responses": {
-                    "200": {
-                        "description": "The frames that arrived",
-                        "content": {
-                            JSON: {
-                                "schema": schemas.FrameSchema(many=True),
-                                "example": [FRAME_EXAMPLE],
-                            },
-                            "application/javascript": {
-                                "schema": {"type": "string"},
-                                "example": "onFrames([])",
-                            },
-                        },
-                    },
-                    "401": json_body(
-                        schemas.ValidationErrorSchema,
-                        {"conn_id": ["Unknown connection"]},
-                        "No such connection (or it ended)",
-                    ),
-                    "422": "ValidationFailed",
-                    "503": "Unavailable",
-                },
-            }
-        },
-        "disconnect": {
-            "get": {
-                "operationId": "disconnect_get",
-                "tags": [CLIENT_TAG],
-                "summary": "End a connection (conn_id in the query)",
-                "description": "Final: the connection's listeners close with 1000 and "
-                "presence parts at once. Answers any method; only POST reads a body.",
-                "security": OPEN,
-                "parameters": query_parameters(schemas.DisconnectBodySchema),
-                "responses": disconnect_response,
-            },
-            "post": {
-                "operationId": "disconnect",
-                "tags": [CLIENT_TAG],
-                "summary": "End a connection (conn_id in the JSON body)",
-                "description": "As the GET form; the body's conn_id wins over the query's.",
-                "security": OPEN,
-                "requestBody": json_body(schemas.DisconnectBodySchema, {"conn_id": CONN_ID}),
-                "responses": disconnect_response,
-            },
-        },
-        "ws": {
-            "get": {
-                "operationId": "websocket",
-                "tags": [CLIENT_TAG],
-                "summary": "Websocket: receive frames",
-                "description": WS_DESCRIPTION,
-                "security": OPEN,
-                "parameters": query_parameters(schemas.ListenQuerySchema(only=("conn_id",))),
-                "responses": {
-                    "101": {"description": "Switching protocols: frames follow"},
-                    "400": json_body(
-                        schemas.ErrorSchema,
-                        {
-                            "error": "bad_request",
-                            "message": "This endpoint needs a websocket upgrade request",
-                            "code": "400 Bad Request",
-                            "title": "Bad Request",
-                        },
-                        "Not a websocket upgrade request",
-                    ),
-                    "422": "ValidationFailed",
-                },
-            }
-        },
-        "sse": {
-            "get": {
-                "operationId": "server_sent_events",
-                "tags": [CLIENT_TAG],
-                "summary": "Server-sent events: receive frames",
-                "description": "The websocket's frames as an event stream, for browsers' "
-                "`EventSource`: each event's data is a JSON array of message objects (the "
-                "`Frame` schema), `[]` every `heartbeat_interval` as a heartbeat. When the "
-                "server ends the stream it first sends `event: close` with a websocket close "
-                "code as data (4001: unknown connection, 1000: disconnected, 1001: shutting "
-                "down, 4002: too slow).",
-                "security": OPEN,
-                "parameters": query_parameters(schemas.ListenQuerySchema(only=("conn_id",))),
-                "responses": {
-                    "200": {
-                        "description": "The event stream",
-                        "content": {
-                            "text/event-stream": {
-                                "schema": SSE_EVENT,
-                                "example": "retry: 2000\n\ndata: []\n\n",
-                            }
-                        },
-                    },
-                    "422": "ValidationFailed",
-                    "503": "Unavailable",
-                },
-            }
-        },
-        "health": {
-            "get": {
-                "operationId": "health",
-                "tags": [OPERATIONS_TAG],
-                "summary": "Liveness: the process serves HTTP",
-                "security": OPEN,
-                "responses": {"200": ok(schemas.StatusSchema, {"status": "ok"}, "Alive")},
-            }
-        },
-        "ready": {
-            "get": {
-                "operationId": "ready",
-                "tags": [OPERATIONS_TAG],
-                "summary": "Readiness: the cluster broker is reachable and the server is not "
-                "stopping",
-                "security": OPEN,
-                "responses": {
-                    "200": ok(schemas.StatusSchema, {"status": "ready"}, "Ready"),
-                    "503": json_body(
-                        schemas.StatusSchema,
-                        {"status": "unavailable", "reason": "broker unreachable"},
-                        "The broker is unreachable (reason 'broker unreachable'), or the "
-                        "server is stopping (reason 'draining')",
-                    ),
-                },
-            }
-        },
-        "metrics": {
-            "get": {
-                "operationId": "metrics",
-                "tags": [OPERATIONS_TAG],
-                "summary": "Prometheus metrics",
-                "description": "Prometheus text exposition format: listeners by transport, "
-                "connections, channels, users, messages received, frames sent and dropped, "
-                "slow-consumer disconnects, broker errors and a request latency histogram by "
-                "route. For an admin session, a signed call, or an address in "
-                "`metrics_allow_from` (no signature needed then).",
-                "security": [*ADMIN, {}],
-                "responses": {
-                    "200": {
-                        "description": "The metrics",
-                        "content": {
-                            "text/plain": {
-                                "schema": {"type": "string"},
-                                "example": "# TYPE channelstream_connections gauge\n"
-                                "channelstream_connections 3.0\n",
-                            }
-                        },
-                    },
-                    "401": "BadSignature",
-                    "403": "Forbidden",
-                },
-            }
-        },
-        "admin_json": {
-            method: {
-                "operationId": "admin_json" if method == "get" else "admin_json_post",
-                "tags": [ADMIN_TAG],
-                "summary": "Server figures, channels, users and connections",
-                "description": "What the admin panel shows: Channelstream 0.7.1's keys plus "
-                "this server's figures. GET or POST.",
-                "security": ADMIN,
-                "responses": {
-                    "200": ok(schemas.AdminInfoSchema, admin_example(), "The figures"),
-                    **ADMIN_ERRORS,
-                },
-            }
-            for method in ("get", "post")
-        },
-        "admin_disconnect": {
-            "post": {
-                "operationId": "admin_disconnect",
-                "tags": [ADMIN_TAG],
-                "summary": "End a connection (the admin panel's button)",
-                "description": "As `/disconnect`, for an admin: the connection's websockets "
-                "close with 1000.",
-                "security": ADMIN,
-                "requestBody": {
-                    "required": True,
-                    **json_body(schemas.DisconnectBodySchema, {"conn_id": CONN_ID}),
-                },
-                "responses": {
-                    "200": ok(
-                        schemas.AdminDisconnectResponseSchema,
-                        {"conn_id": CONN_ID, "disconnected": True},
-                    ),
-                    "400": "BadRequest",
-                    "403": CROSS_ORIGIN,
-                    "413": "PayloadTooLarge",
-                    "415": "UnsupportedCharset",
-                    "422": "ValidationFailed",
-                    **ADMIN_ERRORS,
-                },
-            }
-        },
-        "openapi": {
-            "get": {
-                "operationId": "openapi",
-                "tags": [OPERATIONS_TAG],
-                "summary": "This document",
-                "security": ADMIN,
-                "responses": {
-                    "200": {
-                        "description": "OpenAPI 3.0 document",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    },
-                    "401": "BadSignature",
-                    "403": "Forbidden",
-                },
-            }
-        },
-        "api_explorer": {
-            "get": html_page("api_explorer", "The API explorer (Swagger UI)", [PAGES_TAG], ADMIN)
-        },
-        "admin": {"get": html_page("admin", "The admin panel", [PAGES_TAG], ADMIN)},
-        "admin_sign_in": {
-            "get": html_page("admin_sign_in_form", "The sign-in form", [PAGES_TAG], OPEN),
-            "post": {
-                "operationId": "admin_sign_in",
-                "tags": [PAGES_TAG],
-                "summary": "Sign in to the admin panel",
-                "description": "The right `admin_user` and `admin_secret` set the session "
-                "cookie and redirect to `/admin`. Wrong ones show the form again. After "
-                "repeated failures from one address, its next attempts are refused with 429 "
-                "and `Retry-After` until a back-off has passed (0.5 s doubling to 8 s, the "
-                "first failure free), without the credentials being checked. A form from "
-                "another origin (`Origin` header) is refused with 403.",
-                "security": OPEN,
-                "requestBody": {
-                    "required": True,
-                    "content": {FORM: {"schema": schemas.SignInFormSchema}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "Wrong credentials: the form again",
-                        "content": {HTML: {"schema": {"type": "string"}}},
-                    },
-                    "302": {
-                        "description": "Signed in: redirected to /admin with the cookie set",
-                        "headers": {
-                            "Set-Cookie": {"schema": {"type": "string"}},
-                            "Location": {"schema": {"type": "string"}, "example": "/admin"},
-                        },
-                    },
-                    "400": json_body(
-                        schemas.ErrorSchema,
-                        {
-                            "error": "bad_request",
-                            "message": f"The sign-in form must be {FORM} in UTF-8",
-                            "code": "400 Bad Request",
-                            "title": "Bad Request",
-                        },
-                        f"Not a {FORM} body, or another charset than UTF-8",
-                    ),
-                    "403": CROSS_ORIGIN,
-                    "429": {
-                        "description": "Too many failed sign-ins from this address: the form "
-                        "with the message, or the JSON envelope for a client that prefers JSON",
-                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                        "content": {
-                            HTML: {"schema": {"type": "string"}},
-                            **json_body(
-                                schemas.ErrorSchema,
-                                {
-                                    "error": "too_many_requests",
-                                    "message": "Too many failed sign-ins; try again in 2 s",
-                                    "code": "429 Too Many Requests",
-                                    "title": "Too Many Requests",
-                                },
-                            )["content"],
-                        },
-                    },
-                },
-            },
-        },
-        "admin_sign_out": {
-            "post": {
-                "operationId": "admin_sign_out",
-                "tags": [PAGES_TAG],
-                "summary": "Sign out",
-                "description": "Ends the admin session on this server (the cookie is "
-                "worthless afterwards) and clears the cookie. A JSON POST from the admin "
-                "panel's own origin only; a GET is 404.",
-                "security": OPEN,
-                "requestBody": {"required": False, **json_body({"type": "object"}, {})},
-                "responses": {
-                    "200": ok(
-                        {
-                            "type": "object",
-                            "properties": {"signed_out": {"type": "boolean"}},
-                            "required": ["signed_out"],
-                        },
-                        {"signed_out": True},
-                        "Signed out (`signed_out`: whether a session was open)",
-                    ),
-                    "403": CROSS_ORIGIN,
-                },
-            }
-        },
-    }
-
-
-def admin_example() -> dict[str, Any]:
-    return {
-        "remembered_user_count": 1,
-        "unique_user_count": 1,
-        "total_connections": 1,
-        "total_channels": 1,
-        "total_messages": 3,
-        "total_unique_messages": 1,
-        "channels": {"lobby": channel_example()},
-        "users": [
-            {
-                "user": "alice",
-                "uuid": USER_UUID,
-                "state": {"status": "online"},
-                "connections": [CONN_ID],
-            }
-        ],
-        "uptime": "2:03:04",
-        "version": __version__,
-        "uptime_seconds": 7384,
-        "started_at": NOW,
-        "frames_dropped": 0,
-        "listeners": 1,
-        "node_id": "5b0e6a0f0f2b4f4c9d2a8f1e3c7b9a10",
-        "broker": {"broker": "memory", "commands_applied": 12},
-        "connections": [
-            {
-                "conn_id": CONN_ID,
-                "user": "alice",
-                "channels": ["lobby"],
-                "created": NOW,
-                "last_active": LATER,
-                "listeners": 1,
-            }
-        ],
-    }
+def access(permission: str, route: str) -> tuple[Security, dict[str, Answer]]:
+    """The security of a view with `permission` on `route`, and the refusals it brings (see
+    `api.security`; a cookie is checked against the broker, hence 503)."""
+    if permission == API_PERMISSION:
+        return SIGNED, SIGNED_ERRORS
+    if permission == ADMIN_PERMISSION:
+        redirected = route in SIGN_IN_REDIRECT_ROUTES
+        refused = {"302": "SignInRedirect"} if redirected else {"403": "Forbidden"}
+        return ADMIN, {**refused, "401": "BadSignature", "503": "Unavailable"}
+    if permission == METRICS_PERMISSION:  # or no credentials from `metrics_allow_from`
+        return [*ADMIN, {}], {"401": "BadSignature", "403": "Forbidden", "503": "Unavailable"}
+    if permission == NO_PERMISSION_REQUIRED:
+        return OPEN, {}
+    raise ValueError(f"No OpenAPI security is known for the permission {permission!r}")
 
 
 # --------------------------------------------------------------------------- the document
 
-COMPONENT_SCHEMAS: tuple[type[Schema], ...] = (
-    schemas.ChannelConfigSchema,
-    schemas.InfoResolutionSchema,
-    schemas.ConnectBodySchema,
-    schemas.SubscribeBodySchema,
-    schemas.UnsubscribeBodySchema,
-    schemas.UserStateBodySchema,
-    schemas.MessageBodySchema,
-    schemas.MessageEditBodySchema,
-    schemas.MessageDeleteBodySchema,
-    schemas.InfoBodySchema,
-    schemas.DisconnectBodySchema,
-    schemas.ChannelSettingsSchema,
-    schemas.HistoryEntrySchema,
-    schemas.ChannelInfoSchema,
-    schemas.UserStateEntrySchema,
-    schemas.ChannelsInfoSchema,
-    schemas.ConnectResponseSchema,
-    schemas.SubscribeResponseSchema,
-    schemas.UnsubscribeResponseSchema,
-    schemas.StateChangeSchema,
-    schemas.UserStateResponseSchema,
-    schemas.MessageAcceptedSchema,
-    schemas.MessageEditAcceptedSchema,
-    schemas.MessageDeleteAcceptedSchema,
-    schemas.FrameSchema,
-    schemas.AdminUserSchema,
-    schemas.AdminConnectionSchema,
-    schemas.AdminInfoSchema,
-    schemas.AdminDisconnectResponseSchema,
-    schemas.StatusSchema,
-    schemas.ErrorSchema,
-    schemas.BadSignatureSchema,
-    schemas.ValidationErrorSchema,
-)
+
+def operation_object(
+    operation: Operation, operation_id: str, permission: str, route: str
+) -> dict[str, Any]:
+    security, refusals = access(permission, route)
+    responses = {**refusals, **operation.responses}
+    built: dict[str, Any] = {
+        "operationId": operation_id,
+        "tags": [operation.tag],
+        "summary": operation.summary,
+        "security": security,
+        "responses": dict(sorted(responses.items())),
+    }
+    if operation.description:
+        built["description"] = operation.description
+    if operation.query is not None:
+        built["parameters"] = [{"in": "query", "schema": operation.query}]
+    if operation.request is not None:
+        built["requestBody"] = operation.request
+    return built
+
+
+def registered_operations(
+    introspector: Any, routes: Mapping[str, str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """`{path: {method: operation}}` of the documented views on `routes`, in routes order.
+
+    A view taking several methods documents each (operationId `name_method` after the
+    first); a view taking any method documents GET unless its operations name theirs."""
+    by_route: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in routes}
+    default = introspector.get("default permission", None)
+    for entry in introspector.get_category("views"):
+        view = entry["introspectable"]
+        route = view["route_name"]
+        function = getattr(view["callable"], view["attr"]) if view["attr"] else view["callable"]
+        if route not in by_route or not operations_of(function):
+            continue
+        permission = next(
+            (i["value"] for i in entry["related"] if i.category_name == "permissions"),
+            default["value"] if default is not None else NO_PERMISSION_REQUIRED,
+        )
+        taken = view["request_methods"]  # None: any method
+        taken = (taken,) if isinstance(taken, str) else taken
+        for operation in operations_of(function):
+            if operation.method:
+                methods = [operation.method]
+            else:
+                methods = [method for method in HTTP_METHODS if method in (taken or ("GET",))]
+            for index, method in enumerate(methods):
+                if taken is not None and method not in taken:
+                    raise ValueError(f"{view.title}: documents {method}, takes {taken}")
+                name = operation.operation_id or getattr(function, "__name__", route)
+                name = f"{name}_{method.lower()}" if index else name
+                by_route[route][method.lower()] = operation_object(
+                    operation, name, permission, route
+                )
+    order = [method.lower() for method in HTTP_METHODS]
+    return {
+        routes[name]: dict(sorted(methods.items(), key=lambda item: order.index(item[0])))
+        for name, methods in by_route.items()
+        if methods
+    }
+
+
+def package_introspector() -> Any:
+    """An introspector holding this package's views alone, registered as `api.includeme` does
+    (for building the document without an app)."""
+    config = Configurator()
+    for name, pattern in ROUTES.items():
+        config.add_route(name, pattern)
+    config.scan("channelstream.api.views")
+    config.commit()
+    return config.registry.introspector
+
+
+def with_fields_converted(item: Any, converter: FieldConverterMixin) -> Any:
+    """A copy of an operation in which marshmallow fields are OpenAPI schemas (apispec
+    resolves schemas itself, not fields)."""
+    if isinstance(item, fields.Field):
+        return converter.field2property(item)
+    if isinstance(item, Mapping):
+        return {key: with_fields_converted(value, converter) for key, value in item.items()}
+    if isinstance(item, list):
+        return [with_fields_converted(value, converter) for value in item]
+    return item
 
 
 def _custom_field_openapi(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
@@ -900,26 +409,28 @@ def schema_name(schema: Any) -> str:
     return cls.__name__.removesuffix("Schema")
 
 
-def build_document(routes: Mapping[str, str]) -> dict[str, Any]:
-    """The document for the routes `{name: pattern}` (paths as the app mounts them, without any
-    route prefix; the caller sets `servers`)."""
+def build_document(routes: Mapping[str, str], introspector: Any = None) -> dict[str, Any]:
+    """The document of the views registered on `routes` (`{name: pattern}`: paths as the app
+    mounts them, without any route prefix; the caller sets `servers`). `introspector`: the
+    app's (`registry.introspector`); by default, one with this package's views."""
+    operations = registered_operations(introspector or package_introspector(), routes)
+    client_paths = [
+        path
+        for path, methods in operations.items()
+        if any(CLIENT_TAG in operation["tags"] for operation in methods.values())
+    ]
     plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(
         title="Channelstream API",
         version=__version__,
         openapi_version=OPENAPI_VERSION,
         plugins=[plugin],
-        info={"description": DESCRIPTION},
-        tags=[
-            {"name": API_TAG, "description": "Signed calls from your web app"},
-            {"name": CLIENT_TAG, "description": "What browsers call with a conn_id"},
-            {"name": ADMIN_TAG, "description": "Admin session or signed call"},
-            {"name": OPERATIONS_TAG, "description": "Health checks and this document"},
-            {"name": PAGES_TAG, "description": "HTML pages for people"},
-        ],
+        info={"description": introduction(client_paths)},
+        tags=[{"name": name, "description": text} for name, text in TAGS.items()],
     )
-    assert plugin.converter is not None
-    plugin.converter.add_attribute_function(_custom_field_openapi)
+    converter = plugin.converter
+    assert converter is not None
+    converter.add_attribute_function(_custom_field_openapi)
     spec.components.security_scheme(
         "APIKeyHeader",
         {
@@ -939,23 +450,22 @@ def build_document(routes: Mapping[str, str]) -> dict[str, Any]:
             "description": "The admin session, set by signing in at /admin/sign_in.",
         },
     )
-    for schema in COMPONENT_SCHEMAS:
-        spec.components.schema(schema_name(schema), schema=schema)
     for name, response in ERROR_RESPONSES.items():
-        spec.components.response(name, copy.deepcopy(response))
-    channel_config_body = plugin.converter.field2property(schemas.channel_config_map())
-    for route, methods in operations(channel_config_body).items():
-        if route in routes:  # a host may mount fewer routes; every path is a real one
-            spec.path(path=routes[route], operations=copy.deepcopy(methods))
+        spec.components.response(name, with_fields_converted(response, converter))
+    for path, methods in operations.items():
+        spec.path(path=path, operations=with_fields_converted(methods, converter))
     return spec.to_dict()
 
 
 def document_for(request: Request) -> dict[str, Any]:
-    """The document as this request sees the API: `servers` is where the routes are mounted
-    (the host app's route prefix and script name included)."""
+    """The document as this request sees the API: the app's registered views, and `servers`
+    where the routes are mounted (the host app's route prefix and script name included)."""
     registry = request.registry
     document = getattr(registry, "channelstream_openapi", None)
     if document is None:
-        document = registry.channelstream_openapi = build_document(ROUTES)
+        # an app configured without introspection has none to walk: this package's views
+        introspector = registry.introspector
+        introspector = introspector if introspector.get_category("views") else None
+        document = registry.channelstream_openapi = build_document(ROUTES, introspector)
     base = request.route_path("connect").removesuffix(ROUTES["connect"])
     return {**document, "servers": [{"url": base or "/"}]}

@@ -19,6 +19,7 @@ from datetime import timedelta
 from string import Template
 from typing import Any
 
+from marshmallow import fields
 from pyramid.interfaces import ISecurityPolicy
 from pyramid.request import Request
 from pyramid.response import Response
@@ -26,7 +27,19 @@ from pyramid.security import NO_PERMISSION_REQUIRED, forget, remember
 from pyramid.view import view_config, view_defaults
 
 from channelstream import __version__
+from channelstream.api.documented import (
+    ADMIN_TAG,
+    FORM,
+    HTML,
+    PAGES_TAG,
+    answer,
+    content,
+    documented,
+    html_page,
+    request_body,
+)
 from channelstream.api.errors import error_response, local_redirect, log_refusal
+from channelstream.api.openapi import ADMIN_EXAMPLE, BODY_ERRORS, CONN_ID, error_example
 from channelstream.api.security import (
     ADMIN_PERMISSION,
     ChannelstreamSecurityPolicy,
@@ -36,29 +49,32 @@ from channelstream.api.security import (
 from channelstream.api.throttle import FailureThrottle
 from channelstream.api.views import NodeView, package_text, page_response
 from channelstream.node import Node
-from channelstream.schemas import DisconnectBodySchema, SignInFormSchema
+from channelstream.schemas import (
+    AdminDisconnectResponseSchema,
+    AdminInfoSchema,
+    DisconnectBodySchema,
+    ErrorSchema,
+    SignInFormSchema,
+    SignOutResponseSchema,
+)
 
 PAGES = "channelstream"
 
 
 def admin_info(node: Node) -> dict[str, Any]:
     """`/admin/admin.json`: 0.7.1's keys (reference §1.4.13) plus this server's figures."""
-    node.sync()
-    state = node.state
-    connected = sorted(
-        (user for user in state.users.values() if user.connections), key=lambda u: u.username
-    )
+    channels = node.channels_info(None)["channels"]  # caught up with the cluster first
+    totals = node.totals()
     uptime = node.clock() - node.started_at
     uptime_seconds = max(0, int(uptime.total_seconds()))
-    connections = sorted(state.connections.values(), key=lambda c: (c.username, c.created))
     return {
-        "remembered_user_count": len(state.users),
-        "unique_user_count": len(connected),
-        "total_connections": len(state.connections),
-        "total_channels": len(state.channels),
-        "total_messages": state.stats.total_messages,
-        "total_unique_messages": state.stats.total_unique_messages,
-        "channels": state.channels_info(None)["channels"],
+        "remembered_user_count": totals.users,
+        "unique_user_count": totals.users_connected,
+        "total_connections": totals.connections,
+        "total_channels": totals.channels,
+        "total_messages": totals.frames_out,
+        "total_unique_messages": totals.messages_in,
+        "channels": channels,
         "users": [
             {
                 "user": user.username,
@@ -66,7 +82,7 @@ def admin_info(node: Node) -> dict[str, Any]:
                 "state": user.public_state,
                 "connections": list(user.connections),
             }
-            for user in connected
+            for user in node.connected_users()
         ],
         "uptime": str(timedelta(seconds=uptime_seconds)),
         "version": __version__,
@@ -75,7 +91,7 @@ def admin_info(node: Node) -> dict[str, Any]:
         "frames_dropped": node.frames_dropped,
         "listeners": node.listener_count(),
         "node_id": node.node_id,
-        "broker": node.broker.stats(),
+        "broker": node.broker_stats(),
         "connections": [
             {
                 "conn_id": connection.conn_id,
@@ -85,7 +101,7 @@ def admin_info(node: Node) -> dict[str, Any]:
                 "last_active": connection.last_active,
                 "listeners": connection.listeners,
             }
-            for connection in connections
+            for connection in node.connections()
         ],
     }
 
@@ -109,14 +125,38 @@ def admin_action_refusal(request: Request) -> Response | None:
 @view_defaults(permission=ADMIN_PERMISSION)
 class AdminViews(NodeView):
     @view_config(route_name="admin")
+    @documented(
+        "The admin panel", tag=PAGES_TAG, operation_id="admin", responses={"200": html_page()}
+    )
     def panel(self) -> Response:
         return page_response(package_text(PAGES, "static/admin/index.html"))
 
     @view_config(route_name="admin_json", request_method=("GET", "POST"), renderer="json")
+    @documented(
+        "Server figures, channels, users and connections",
+        tag=ADMIN_TAG,
+        description="What the admin panel shows: Channelstream 0.7.1's keys plus this "
+        "server's figures. GET or POST.",
+        responses={"200": answer(AdminInfoSchema, ADMIN_EXAMPLE, "The figures")},
+    )
     def admin_json(self) -> dict[str, Any]:
         return admin_info(self.node)
 
     @view_config(route_name="admin_disconnect", request_method="POST", renderer="json")
+    @documented(
+        "End a connection (the admin panel's button)",
+        tag=ADMIN_TAG,
+        operation_id="admin_disconnect",
+        description="As `/disconnect`, for an admin: the connection's websockets close with 1000.",
+        request=request_body(DisconnectBodySchema, {"conn_id": CONN_ID}),
+        responses={
+            "200": answer(
+                AdminDisconnectResponseSchema, {"conn_id": CONN_ID, "disconnected": True}
+            ),
+            **BODY_ERRORS,
+            "403": "CrossOrigin",
+        },
+    )
     def disconnect(self) -> Any:
         refused = admin_action_refusal(self.request)
         if refused is not None:
@@ -147,10 +187,63 @@ class SignInViews(NodeView):
         return page_response(page, status)
 
     @view_config(request_method="GET")
+    @documented(
+        "The sign-in form",
+        tag=PAGES_TAG,
+        operation_id="admin_sign_in_form",
+        responses={"200": html_page()},
+    )
     def show(self) -> Response:
         return self.form()
 
     @view_config(request_method="POST")
+    @documented(
+        "Sign in to the admin panel",
+        tag=PAGES_TAG,
+        operation_id="admin_sign_in",
+        description="The right `admin_user` and `admin_secret` set the session cookie and "
+        "redirect to `/admin`. Wrong ones show the form again. After repeated failures from one "
+        "address, its next attempts are refused with 429 and `Retry-After` until a back-off "
+        "has passed (0.5 s doubling to 8 s, the first failure free), without the credentials "
+        "being checked. A form from another origin (`Origin` header) is refused with 403.",
+        request=request_body(SignInFormSchema, media_type=FORM),
+        responses={
+            "200": html_page("Wrong credentials: the form again"),
+            "302": {
+                "description": "Signed in: redirected to /admin with the cookie set",
+                "headers": {
+                    "Set-Cookie": {"schema": {"type": "string"}},
+                    "Location": {"schema": {"type": "string"}, "example": "/admin"},
+                },
+            },
+            "400": answer(
+                ErrorSchema,
+                error_example(
+                    400, "bad_request", "Bad Request", f"The sign-in form must be {FORM} in UTF-8"
+                ),
+                f"Not a {FORM} body, or another charset than UTF-8",
+            ),
+            "403": "CrossOrigin",
+            "429": {
+                "description": "Too many failed sign-ins from this address: the form with the "
+                "message, or the JSON envelope for a client that prefers JSON",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                "content": {
+                    **content(fields.String(), media_type=HTML),
+                    **content(
+                        ErrorSchema,
+                        error_example(
+                            429,
+                            "too_many_requests",
+                            "Too Many Requests",
+                            "Too many failed sign-ins; try again in 2 s",
+                        ),
+                    ),
+                },
+            },
+            "503": "Unavailable",
+        },
+    )
     def sign_in(self) -> Response:
         """Checked in this order, each refusal before any work of the next: the origin, the
         form's type and charset (webob reads UTF-8 forms only), the throttle (no credentials
@@ -196,6 +289,23 @@ class SignInViews(NodeView):
     request_method="POST",
     permission=NO_PERMISSION_REQUIRED,
     renderer="json",
+)
+@documented(
+    "Sign out",
+    tag=PAGES_TAG,
+    operation_id="admin_sign_out",
+    description="Ends the admin session on this server (the cookie is worthless afterwards) "
+    "and clears the cookie. A JSON POST from the admin panel's own origin only; a GET is 404.",
+    request=request_body(fields.Dict(), {}, required=False),
+    responses={
+        "200": answer(
+            SignOutResponseSchema,
+            {"signed_out": True},
+            "Signed out (`signed_out`: whether a session was open)",
+        ),
+        "403": "CrossOrigin",
+        "503": "Unavailable",
+    },
 )
 def sign_out(request: Request) -> Any:
     """POST only (a GET is the usual 404 for a wrong method): end the session on every node

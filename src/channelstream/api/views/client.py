@@ -5,17 +5,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config, view_defaults
 
+from channelstream.api.documented import (
+    CLIENT_TAG,
+    Answer,
+    answer,
+    content,
+    documented,
+    request_body,
+)
 from channelstream.api.errors import error_response, json_response, log_refusal, printable
+from channelstream.api.openapi import (
+    BODY_ERRORS,
+    CLOSE_CODE_LIST,
+    CONN_ID,
+    FRAME_EXAMPLE,
+    error_example,
+)
 from channelstream.api.security import client_address
 from channelstream.api.tween import origin_allowed
 from channelstream.api.views import NodeView
 from channelstream.core.errors import UnknownConnection
-from channelstream.schemas import DisconnectBodySchema, ListenQuerySchema
+from channelstream.schemas import (
+    DisconnectBodySchema,
+    ErrorSchema,
+    FrameSchema,
+    ListenQuerySchema,
+    ServerSentEventSchema,
+    ValidationErrorSchema,
+)
 from channelstream.transport.handshake import (
     HandshakeProblem,
     handshake_problem,
@@ -28,6 +50,11 @@ from channelstream.transport.sse import sse_stream
 from channelstream.transport.websocket import serve_websocket
 
 UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
+DISCONNECT_ANSWERS: dict[str, Answer] = {
+    "200": answer(fields.Boolean(), True, "true if the connection existed (it is gone now)"),
+    **BODY_ERRORS,
+    "503": "Unavailable",
+}
 
 
 @view_defaults(permission=NO_PERMISSION_REQUIRED)
@@ -38,6 +65,40 @@ class ClientViews(NodeView):
         return printable(client_address(self.request, self.node.settings.trusted_proxies))
 
     @view_config(route_name="ws")
+    @documented(
+        "Websocket: receive frames",
+        tag=CLIENT_TAG,
+        description=f"""\
+The browser's connection: `new WebSocket("ws://host:port/ws?conn_id=...")` with the `conn_id`
+that `/connect` returned to the web app. No signature: the conn_id is the credential.
+
+After the upgrade the server sends text frames, each a JSON array of message objects (the
+`Frame` schema): first the frames the connection missed (`catchup: true`), then live ones.
+`[]` arrives every `heartbeat_interval` seconds as a heartbeat. What the client sends only
+counts as activity. A missing or malformed `conn_id` is refused before the upgrade with 422;
+a plain GET without an upgrade gets 400.
+
+Close codes:
+
+{CLOSE_CODE_LIST}
+
+Swagger UI cannot open websockets; use a websocket client.""",
+        query=ListenQuerySchema(only=("conn_id",)),
+        responses={
+            "101": {"description": "Switching protocols: frames follow"},
+            "400": answer(
+                ErrorSchema,
+                error_example(
+                    400,
+                    "bad_request",
+                    "Bad Request",
+                    "This endpoint needs a websocket upgrade request",
+                ),
+                "Not a websocket upgrade request",
+            ),
+            "422": "ValidationFailed",
+        },
+    )
     def websocket(self) -> Response:
         """Upgraded requests are served here until the socket closes. A missing or malformed
         conn_id is refused before the upgrade (the server's pre-start hook), landing here as
@@ -67,6 +128,27 @@ class ClientViews(NodeView):
         return Response(status=200)
 
     @view_config(route_name="sse", request_method="GET")
+    @documented(
+        "Server-sent events: receive frames",
+        tag=CLIENT_TAG,
+        operation_id="server_sent_events",
+        description="The websocket's frames as an event stream, for browsers' `EventSource`: "
+        "each event's data is a JSON array of message objects (the `Frame` schema), `[]` every "
+        "`heartbeat_interval` as a heartbeat. When the server ends the stream it first sends "
+        "`event: close` with a websocket close code as data (4001: unknown connection, 1000: "
+        "disconnected, 1001: shutting down, 4002: too slow).",
+        query=ListenQuerySchema(only=("conn_id",)),
+        responses={
+            "200": answer(
+                ServerSentEventSchema,
+                "retry: 2000\n\ndata: []\n\n",
+                "The event stream",
+                "text/event-stream",
+            ),
+            "422": "ValidationFailed",
+            "503": "Unavailable",
+        },
+    )
     def sse(self) -> Response:
         """Server-sent events: a missing or malformed conn_id is a 422 before streaming; an
         unknown one gets `event: close` / `data: 4001` and the end of the stream."""
@@ -80,6 +162,30 @@ class ClientViews(NodeView):
         return response
 
     @view_config(route_name="listen", request_method="GET")
+    @documented(
+        "Long poll for frames",
+        tag=CLIENT_TAG,
+        description="Waits up to `wake_connections_after` seconds for frames and answers a "
+        "JSON array of message objects (`[]` if none came). With `callback`, the answer is "
+        "JSONP.",
+        query=ListenQuerySchema,
+        responses={
+            "200": {
+                "description": "The frames that arrived",
+                "content": {
+                    **content(FrameSchema(many=True), [FRAME_EXAMPLE]),
+                    **content(fields.String(), "onFrames([])", "application/javascript"),
+                },
+            },
+            "401": answer(
+                ValidationErrorSchema,
+                UNKNOWN_CONNECTION,
+                "No such connection (or it ended)",
+            ),
+            "422": "ValidationFailed",
+            "503": "Unavailable",
+        },
+    )
     def listen(self) -> Response:
         data = ListenQuerySchema.shared().load(dict(self.request.GET))
         try:
@@ -103,6 +209,24 @@ class ClientViews(NodeView):
         )
 
     @view_config(route_name="disconnect", renderer="json")
+    @documented(
+        "End a connection (conn_id in the query)",
+        tag=CLIENT_TAG,
+        method="GET",
+        operation_id="disconnect_get",
+        description="Final: the connection's listeners close with 1000 and presence parts at "
+        "once. Answers any method; only POST reads a body.",
+        query=DisconnectBodySchema,
+        responses=DISCONNECT_ANSWERS,
+    )
+    @documented(
+        "End a connection (conn_id in the JSON body)",
+        tag=CLIENT_TAG,
+        method="POST",
+        description="As the GET form; the body's conn_id wins over the query's.",
+        request=request_body(DisconnectBodySchema, {"conn_id": CONN_ID}, required=False),
+        responses=DISCONNECT_ANSWERS,
+    )
     def disconnect(self) -> Any:
         """GET reads the query; POST reads the JSON body (the 0.7 JS client also keeps the
         conn_id in the query). True if the connection existed. A missing conn_id reads as

@@ -6,18 +6,54 @@ from typing import Any
 
 from pyramid.view import view_config, view_defaults
 
+from channelstream.api.documented import API_TAG, answer, documented, request_body
+from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, CONN_ID
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView
 from channelstream.schemas import (
     ConnectBodySchema,
+    ConnectResponseSchema,
     SubscribeBodySchema,
+    SubscribeResponseSchema,
     UnsubscribeBodySchema,
+    UnsubscribeResponseSchema,
 )
 
 
 @view_defaults(renderer="json", permission=API_PERMISSION, request_method="POST")
 class ConnectionViews(NodeView):
     @view_config(route_name="connect")
+    @documented(
+        "Connect a user: get a conn_id for the browser",
+        tag=API_TAG,
+        description="Creates the user if needed (applying `fresh_user_state`), merges "
+        "`user_state`, sets `state_public_keys` and subscribes the connection to `channels` "
+        "(created with `channel_configs` if new). Reusing a live conn_id of the same user "
+        "updates that connection in place; another user's conn_id is a 422.",
+        request=request_body(
+            ConnectBodySchema,
+            {
+                "username": "alice",
+                "channels": ["lobby"],
+                "user_state": {"status": "online"},
+                "state_public_keys": ["status"],
+                "channel_configs": {"lobby": {"notify_presence": True}},
+            },
+        ),
+        responses={
+            "200": answer(
+                ConnectResponseSchema,
+                {
+                    "conn_id": CONN_ID,
+                    "username": "alice",
+                    "state": {"status": "online"},
+                    "public_state": {"status": "online"},
+                    "channels": ["lobby"],
+                    "channels_info": CHANNELS_INFO_EXAMPLE,
+                },
+            )
+        },
+    )
     def connect(self) -> dict[str, Any]:
         data = ConnectBodySchema.shared().load(self.json_body())
         outcome = self.node.connect(
@@ -47,6 +83,23 @@ class ConnectionViews(NodeView):
         return body
 
     @view_config(route_name="subscribe")
+    @documented(
+        "Subscribe a connection to more channels",
+        tag=API_TAG,
+        description="New channels are created with `channel_configs`; `subscribed_to` lists "
+        "the channels newly joined. `conn_id` may also come from the query string.",
+        request=request_body(SubscribeBodySchema, {"conn_id": CONN_ID, "channels": ["news"]}),
+        responses={
+            "200": answer(
+                SubscribeResponseSchema,
+                {
+                    "channels": ["lobby", "news"],
+                    "channels_info": CHANNELS_INFO_EXAMPLE,
+                    "subscribed_to": ["news"],
+                },
+            )
+        },
+    )
     def subscribe(self) -> dict[str, Any]:
         data = SubscribeBodySchema.shared().load(self._membership_body())
         outcome = self.node.subscribe(data["conn_id"], data["channels"], data["channel_configs"])
@@ -59,6 +112,22 @@ class ConnectionViews(NodeView):
         }
 
     @view_config(route_name="unsubscribe")
+    @documented(
+        "Unsubscribe a connection from channels",
+        tag=API_TAG,
+        description="Channels the connection is not in are ignored.",
+        request=request_body(UnsubscribeBodySchema, {"conn_id": CONN_ID, "channels": ["news"]}),
+        responses={
+            "200": answer(
+                UnsubscribeResponseSchema,
+                {
+                    "channels": ["lobby"],
+                    "channels_info": CHANNELS_INFO_EXAMPLE,
+                    "unsubscribed_from": ["news"],
+                },
+            )
+        },
+    )
     def unsubscribe(self) -> dict[str, Any]:
         data = UnsubscribeBodySchema.shared().load(self._membership_body())
         outcome = self.node.unsubscribe(data["conn_id"], data["channels"])

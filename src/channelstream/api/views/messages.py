@@ -12,12 +12,17 @@ from typing import Any
 from marshmallow import Schema, ValidationError
 from pyramid.view import view_config, view_defaults
 
+from channelstream.api.documented import API_TAG, answer, documented, request_body
+from channelstream.api.openapi import LATER, MESSAGE_EXAMPLE, MESSAGE_UUID
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView
 from channelstream.node import BATCH_CHUNK, pause
 from channelstream.schemas import (
+    MessageAcceptedSchema,
     MessageBodySchema,
+    MessageDeleteAcceptedSchema,
     MessageDeleteBodySchema,
+    MessageEditAcceptedSchema,
     MessageEditBodySchema,
 )
 
@@ -47,16 +52,78 @@ def load_batch(schema: Schema, body: Any) -> list[dict[str, Any]]:
 @view_defaults(renderer="json", permission=API_PERMISSION, route_name="message")
 class MessageViews(NodeView):
     @view_config(request_method="POST")
+    @documented(
+        "Send messages to channels or users",
+        tag=API_TAG,
+        operation_id="message",
+        description="The body is a list. Items with neither `channel` nor `pm_users` are "
+        "dropped; a message to a channel that does not exist is accepted and goes nowhere.",
+        request=request_body(
+            MessageBodySchema(many=True),
+            [{"channel": "lobby", "user": "bob", "message": {"text": "hello"}}],
+        ),
+        responses={"200": answer(MessageAcceptedSchema(many=True), [MESSAGE_EXAMPLE])},
+    )
     def publish(self) -> list[dict[str, Any]]:
         messages = load_batch(MessageBodySchema.shared(many=True), self.json_body())
         return self.node.publish(messages).accepted
 
     @view_config(request_method="PATCH")
+    @documented(
+        "Edit sent messages",
+        tag=API_TAG,
+        operation_id="edit_messages",
+        description="Changes the stored message (history, catchup) and sends a `message:edit` "
+        "frame with the edit's own routing.",
+        request=request_body(
+            MessageEditBodySchema(many=True),
+            [{"uuid": MESSAGE_UUID, "channel": "lobby", "message": {"text": "hi!"}}],
+        ),
+        responses={
+            "200": answer(
+                MessageEditAcceptedSchema(many=True),
+                [
+                    {
+                        "uuid": MESSAGE_UUID,
+                        "channel": "lobby",
+                        "message": {"text": "hi!"},
+                        "pm_users": [],
+                        "exclude_users": [],
+                        "no_history": False,
+                        "edited": LATER,
+                    }
+                ],
+            )
+        },
+    )
     def edit(self) -> list[dict[str, Any]]:
         edits = load_batch(MessageEditBodySchema.shared(many=True), self.json_body())
         return self.node.edit(edits).accepted
 
     @view_config(request_method="DELETE")
+    @documented(
+        "Delete sent messages",
+        tag=API_TAG,
+        operation_id="messages_delete",
+        description="Removes the message from history and catchup and sends `message:delete`.",
+        request=request_body(
+            MessageDeleteBodySchema(many=True), [{"uuid": MESSAGE_UUID, "channel": "lobby"}]
+        ),
+        responses={
+            "200": answer(
+                MessageDeleteAcceptedSchema(many=True),
+                [
+                    {
+                        "uuid": MESSAGE_UUID,
+                        "channel": "lobby",
+                        "pm_users": [],
+                        "exclude_users": [],
+                        "no_history": False,
+                    }
+                ],
+            )
+        },
+    )
     def delete(self) -> list[dict[str, Any]]:
         deletes = load_batch(MessageDeleteBodySchema.shared(many=True), self.json_body())
         return self.node.delete(deletes).accepted

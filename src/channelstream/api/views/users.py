@@ -6,14 +6,34 @@ from typing import Any
 
 from pyramid.view import view_config, view_defaults
 
+from channelstream.api.documented import API_TAG, answer, documented, request_body
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView
-from channelstream.schemas import UserStateBodySchema
+from channelstream.schemas import UserStateBodySchema, UserStateResponseSchema
 
 
 @view_defaults(renderer="json", permission=API_PERMISSION)
 class UserViews(NodeView):
     @view_config(route_name="user_state", request_method="POST")
+    @documented(
+        "Change a user's state",
+        tag=API_TAG,
+        description="Merges `user_state`; `state_public_keys` (when given) replaces the public "
+        "keys. Channels with `notify_state` get a `user_state_change` frame.",
+        request=request_body(
+            UserStateBodySchema, {"user": "alice", "user_state": {"status": "away"}}
+        ),
+        responses={
+            "200": answer(
+                UserStateResponseSchema,
+                {
+                    "user_state": {"status": "away"},
+                    "changed_state": [{"key": "status", "value": "away"}],
+                    "public_keys": ["status"],
+                },
+            )
+        },
+    )
     def user_state(self) -> dict[str, Any]:
         data = UserStateBodySchema.shared().load(self.json_body())
         outcome = self.node.set_user_state(
