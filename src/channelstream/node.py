@@ -422,13 +422,17 @@ class Node:
 
     # ------------------------------------------------------------------ listeners
 
-    def attach(self, conn_id: str, kind: str) -> Outbox:
+    def attach(self, conn_id: str, kind: str, *, heartbeats: bool = True) -> Outbox:
         """Register a listener; its outbox starts with the connection's catchup frames.
+        `kind` labels it (ws, sse, poll) for the metrics; `heartbeats`: whether it gets `[]`
+        every heartbeat_interval (a long poll does not: it answers and ends).
 
         Raises UnknownConnection (or BrokerUnavailable).
         """
         command = Command(
-            Attach(conn_id=conn_id, node=self.node_id, kind=kind), self.clock(), self.node_id
+            Attach(conn_id=conn_id, node=self.node_id, kind=kind, heartbeats=heartbeats),
+            self.clock(),
+            self.node_id,
         )
         self._submit_command(command)
         return self._attached.pop(command.id)
@@ -437,6 +441,7 @@ class Node:
         """Runs inside `_apply`, so no frame can slip between the catchup and live ones."""
         conn_id = attach.conn_id
         outbox = Outbox(conn_id, self.settings.max_queued_frames, catchup.seq, attach.kind)
+        outbox.heartbeats = attach.heartbeats
         if catchup.frames:
             outbox.push(catchup.seq, ",".join(encoding.dumps(f) for f in catchup.frames))
         self._outboxes.setdefault(conn_id, []).append(outbox)
@@ -478,10 +483,11 @@ class Node:
         return sum(len(outboxes) for outboxes in self._outboxes.values())
 
     def send_heartbeats(self) -> None:
-        """`[]` to every websocket and SSE listener (fix F7), whenever they attached."""
+        """`[]` to every listener that takes heartbeats (websockets and SSE streams, fix
+        F7), whenever they attached."""
         for outboxes in self._outboxes.values():
             for outbox in outboxes:
-                if outbox.kind != "poll":
+                if outbox.heartbeats:
                     outbox.push_heartbeat()
 
     # ------------------------------------------------------------------ chores

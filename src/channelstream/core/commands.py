@@ -166,12 +166,14 @@ class Disconnect(Operation[Outcome | None]):
 
 @dataclass(frozen=True, kw_only=True)
 class Attach(Operation[Catchup]):
-    """A listener of `kind` (ws, sse, poll) on `node` attaches to its connection."""
+    """A listener of `kind` (ws, sse, poll) on `node` attaches to its connection; `kind` and
+    `heartbeats` (whether it gets `[]` every heartbeat_interval) matter to that node only."""
 
     type: ClassVar[str] = "attach"
     conn_id: str
     node: str
     kind: str = "ws"
+    heartbeats: bool = True
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> Catchup:
         return state.attach(self.conn_id, now, node=self.node)

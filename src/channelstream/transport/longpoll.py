@@ -28,7 +28,7 @@ def long_poll(node: Node, conn_id: str, client_socket: Any = None) -> str | None
     what it had collected is left to the next poll's catchup.
     Raises UnknownConnection if there is no such connection.
     """
-    outbox = node.attach(conn_id, "poll")
+    outbox = node.attach(conn_id, "poll", heartbeats=False)
     log.debug("long poll waiting: connection %s", conn_id)
     parts: list[str] = []
     hung_up = False

@@ -20,7 +20,8 @@ class Outbox:
 
     def __init__(self, conn_id: str, limit: int, served_up_to: int, kind: str) -> None:
         self.conn_id = conn_id
-        self.kind = kind  # "ws", "sse" or "poll"
+        self.kind = kind  # "ws", "sse" or "poll": a label for metrics and log lines
+        self.heartbeats = True  # whether it gets `[]` every heartbeat_interval
         self.limit = limit
         # seq of the newest frame handed to the client; becomes the catchup cursor on detach
         self.served_up_to = served_up_to
