@@ -15,9 +15,11 @@ the test with what was seen.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections import deque
@@ -72,6 +74,54 @@ def http_request(
     except ValueError:
         parsed = None
     return HttpResult(status=status, headers=dict(response_headers.items()), body=raw, json=parsed)
+
+
+@dataclass
+class RawAnswer:
+    """An answer read with nothing in between (no redirects followed, no cookies kept)."""
+
+    status: int
+    headers: dict[str, str]  # names lowercased
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT,
+) -> RawAnswer:
+    """One request to 127.0.0.1:port on a new connection, headers as given (a `Host` there
+    replaces the real one)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return RawAnswer(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        )
+    finally:
+        connection.close()
+
+
+def admin_sign_in(port: int, user: str, password: str, **headers: str) -> RawAnswer:
+    """The admin sign-in form, posted as a browser posts it."""
+    body = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+    return raw_request(port, "POST", "/admin/sign_in", body, form)
+
+
+def admin_cookie(port: int, user: str, password: str) -> str:
+    """Sign in; the `auth_tkt=...` cookie pair of the session."""
+    answer = admin_sign_in(port, user, password)
+    assert answer.status == 302, answer.body
+    return answer.headers["set-cookie"].split(";")[0]
 
 
 class ApiClient:

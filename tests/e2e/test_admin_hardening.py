@@ -7,15 +7,20 @@ tests/functional/test_admin_hardening.py cover the variants. docs/security.md li
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.e2e.apiclient import ApiClient, WsListener
+from tests.e2e.apiclient import (
+    ApiClient,
+    RawAnswer,
+    WsListener,
+    admin_cookie,
+    admin_sign_in,
+    raw_request,
+)
 from tests.e2e.conftest import HOST, RunningServer
 
 SECRET = "e2e-admin-secret"
@@ -28,15 +33,7 @@ FORM = "application/x-www-form-urlencoded"
 ANSWER_TIMEOUT = 5.0
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]  # names lowercased
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
+Answer = RawAnswer
 
 
 def send(
@@ -48,26 +45,15 @@ def send(
     timeout: float = ANSWER_TIMEOUT,
 ) -> Answer:
     """One request on a new connection; a `Host` in `headers` replaces the real one."""
-    connection = http.client.HTTPConnection(HOST, server.port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return Answer(
-            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        )
-    finally:
-        connection.close()
+    return raw_request(server.port, method, path, body, headers, timeout)
 
 
 def sign_in_form(server: RunningServer, password: str = ADMIN_SECRET, **headers: str) -> Answer:
-    body = f"username={ADMIN_USER}&password={password}".encode()
-    return send(server, "POST", "/admin/sign_in", body, {"Content-Type": FORM, **headers})
+    return admin_sign_in(server.port, ADMIN_USER, password, **headers)
 
 
 def session_cookie(server: RunningServer) -> str:
-    answer = sign_in_form(server)
-    assert answer.status == 302, answer.body
-    return answer.headers["set-cookie"].split(";")[0]
+    return admin_cookie(server.port, ADMIN_USER, ADMIN_SECRET)
 
 
 @pytest.fixture(scope="module")

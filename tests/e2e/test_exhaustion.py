@@ -71,11 +71,9 @@ def assert_still_served(api, listen, names) -> None:
 
 
 def read_response_head(sock: socket.socket) -> bytes:
+    """The status line and headers of the answer (a stream's body never ends)."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
+    while b"\r\n\r\n" not in data and (chunk := sock.recv(4096)):
         data += chunk
     return data
 

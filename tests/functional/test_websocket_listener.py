@@ -70,18 +70,24 @@ class Peer:
         return received
 
 
-@pytest.fixture
-def attached(client: ApiClient) -> Iterator[tuple[ApiClient, str, Any, Peer]]:
-    """A connection in channel `room` with a listener on one end of a socket pair."""
+def listen_on_socketpair(client: ApiClient) -> tuple[str, Any, Peer, socket.socket]:
+    """A connection in channel `room` with a listener on one end of a socket pair with small
+    buffers (backpressure comes quickly): (conn_id, outbox, the client's Peer, server end)."""
     conn_id = client.connect("alice", channels=["room"])["conn_id"]
     server_end, client_end = socket.socketpair()
-    for end in (server_end, client_end):  # small buffers: backpressure comes quickly
+    for end in (server_end, client_end):
         end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     server_end.setblocking(False)
     outbox = client.node.attach(conn_id, "ws")
     WebSocketListener(server_end, client.node, outbox, FrameCache(), "peer").start(b"")
-    peer = Peer(gevent.socket.socket(fileno=client_end.detach()))
+    return conn_id, outbox, Peer(gevent.socket.socket(fileno=client_end.detach())), server_end
+
+
+@pytest.fixture
+def attached(client: ApiClient) -> Iterator[tuple[ApiClient, str, Any, Peer]]:
+    """A connection in channel `room` with a listener on one end of a socket pair."""
+    conn_id, outbox, peer, _ = listen_on_socketpair(client)
     yield client, conn_id, outbox, peer
     peer.sock.close()
 
@@ -162,15 +168,7 @@ def unread(sock: socket.socket) -> int:
 def stuck(make_client: Any) -> Iterator[tuple[ApiClient, Any, Peer, socket.socket]]:
     """A listener (max_queued_frames 20) whose socket is full: the client reads nothing."""
     client = make_client(max_queued_frames=20)
-    conn_id = client.connect("alice", channels=["room"])["conn_id"]
-    server_end, client_end = socket.socketpair()
-    for end in (server_end, client_end):
-        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    server_end.setblocking(False)
-    outbox = client.node.attach(conn_id, "ws")
-    WebSocketListener(server_end, client.node, outbox, FrameCache(), "peer").start(b"")
-    peer = Peer(gevent.socket.socket(fileno=client_end.detach()))
+    _, outbox, peer, server_end = listen_on_socketpair(client)
     publish(client, 10, size=6000)  # far more than the socket buffers hold
     yield client, outbox, peer, server_end
     peer.sock.close()

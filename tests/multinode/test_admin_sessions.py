@@ -6,12 +6,9 @@ Raw HTTP (http.client), so redirects are seen, not followed.
 
 from __future__ import annotations
 
-import http.client
-import json
-from dataclasses import dataclass
 from typing import Any
 
-from tests.e2e.conftest import HOST
+from tests.e2e.apiclient import RawAnswer, admin_cookie, raw_request
 from tests.multinode.conftest import ClusterNode
 
 ADMIN_USER = "admin"
@@ -25,50 +22,22 @@ ADMIN_SETTINGS = {
 TIMEOUT = 10.0
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]  # names lowercased
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 def send(
     node: ClusterNode,
     method: str,
     path: str,
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
-) -> Answer:
-    connection = http.client.HTTPConnection(HOST, node.server.port, timeout=TIMEOUT)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return Answer(
-            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        )
-    finally:
-        connection.close()
+) -> RawAnswer:
+    return raw_request(node.server.port, method, path, body, headers, TIMEOUT)
 
 
 def sign_in(node: ClusterNode) -> str:
     """Sign in through the form on `node`; the `auth_tkt=...` cookie pair."""
-    body = f"username={ADMIN_USER}&password={ADMIN_SECRET}".encode()
-    answer = send(
-        node,
-        "POST",
-        "/admin/sign_in",
-        body,
-        {"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert answer.status == 302, answer.body
-    return answer.headers["set-cookie"].split(";")[0]
+    return admin_cookie(node.server.port, ADMIN_USER, ADMIN_SECRET)
 
 
-def admin_json(node: ClusterNode, cookie: str) -> Answer:
+def admin_json(node: ClusterNode, cookie: str) -> RawAnswer:
     return send(node, "GET", "/admin/admin.json", headers={"Cookie": cookie})
 
 
