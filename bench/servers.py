@@ -499,8 +499,10 @@ def run_rows(runs: Iterable[tuple[str, Callable[[], dict[str, Any]]]]) -> list[d
 
 
 def begin(*heading: str) -> None:
-    """Enter the private network namespace, then print the run's heading lines and the
-    machine note."""
+    """Install the original (first run only: the namespace has no network), enter the
+    private network namespace, then print the run's heading lines and the machine note."""
+    if not os.environ.get(NETNS_ENV):
+        ensure_original()
     enter_private_netns()
     print(heading[0])
     print(machine_note())
