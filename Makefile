@@ -38,10 +38,12 @@ format: venv ## Fix what ruff can fix and format the code
 	$(BIN)/ruff check --fix src tests examples
 	$(BIN)/ruff format src tests examples
 
-bench: venv ## Run the four benchmarks against ours and the original 0.7.1 (root; ~25 min)
+bench: venv ## Run the six benchmarks against ours and the original 0.7.1 (root; ~27 min)
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/idle_memory.py
 	$(BIN)/python bench/connect_rate.py
+	$(BIN)/python bench/batch_stall.py
+	$(BIN)/python bench/keepalive_latency.py
 	$(BIN)/python bench/soak.py
 
 settings-doc: venv ## Regenerate the settings table in README.md from the settings table
