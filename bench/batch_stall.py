@@ -169,13 +169,7 @@ def main() -> None:
         f"probes: {args.probes} per phase, one every {PROBE_INTERVAL * 1000:.0f} ms, each a "
         "signed POST /message on a new connection, timed to its arrival on a websocket",
     )
-    rows: list[dict[str, Any]] = []
-    for chunk in servers.run_rows(
-        (target, lambda target=target: run_one(target, args))
-        for target in servers.targets(args.target)
-    ):
-        rows.extend(chunk)
-    servers.print_table(COLUMNS, rows)
+    servers.print_table(COLUMNS, servers.rows_per_target(args.target, lambda t: run_one(t, args)))
 
 
 if __name__ == "__main__":

@@ -95,13 +95,7 @@ def main() -> None:
         "keepalive_latency: signed POST /message, one call at a time, per client kind",
         f"calls: {args.calls} per client; no socket options on any client",
     )
-    rows: list[dict[str, Any]] = []
-    for chunk in servers.run_rows(
-        (target, lambda target=target: run_one(target, args))
-        for target in servers.targets(args.target)
-    ):
-        rows.extend(chunk)
-    servers.print_table(COLUMNS, rows)
+    servers.print_table(COLUMNS, servers.rows_per_target(args.target, lambda t: run_one(t, args)))
 
 
 if __name__ == "__main__":

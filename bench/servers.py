@@ -498,6 +498,19 @@ def run_rows(runs: Iterable[tuple[str, Callable[[], dict[str, Any]]]]) -> list[d
     return rows
 
 
+def rows_per_target(
+    choice: str, measure: Callable[[str], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """`measure(target)` for each target of `--target` (several rows each), in turn, as
+    `run_rows` does (Ctrl-C keeps the rows measured so far)."""
+    rows: list[dict[str, Any]] = []
+    for chunk in run_rows(
+        (target, lambda target=target: measure(target)) for target in targets(choice)
+    ):
+        rows.extend(chunk)
+    return rows
+
+
 def begin(*heading: str) -> None:
     """Install the original (first run only: the namespace has no network), enter the
     private network namespace, then print the run's heading lines and the machine note."""
