@@ -43,7 +43,15 @@ from channelstream.core.commands import (
     Unsupported,
     apply_command,
 )
-from channelstream.core.model import Connection, Delivery, Totals, User
+from channelstream.core.model import (
+    Connection,
+    DeleteItem,
+    Delivery,
+    EditItem,
+    PublishItem,
+    Totals,
+    User,
+)
 from channelstream.core.snapshot import state_from_data, state_to_data
 from channelstream.core.state import (
     Catchup,
@@ -61,6 +69,7 @@ from channelstream.transport.outbox import Outbox
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
+Item = TypeVar("Item")
 
 CHORES_INTERVAL_SECONDS = 1.0  # GC, dead-node and retry sweeps
 SNAPSHOT_INTERVAL_SECONDS = 10.0
@@ -78,24 +87,8 @@ def pause() -> None:
     gevent.sleep(PAUSE_SECONDS)
 
 
-TIME_KEYS = ("timestamp", "edited")
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _json_safe_items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Message items with their datetimes as ISO strings, so a command can cross the network
-    (the frames clients get are the same either way)."""
-    safe = []
-    for item in items:
-        item = dict(item)
-        for key in TIME_KEYS:
-            if isinstance(item.get(key), datetime):
-                item[key] = item[key].isoformat()
-        safe.append(item)
-    return safe
 
 
 class Node:
@@ -365,19 +358,19 @@ class Node:
     def set_channel_configs(self, configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
         return self._submit(SetChannelConfigs(configs={k: dict(v) for k, v in configs.items()}))
 
-    def publish(self, messages: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
+    def publish(self, messages: Iterable[PublishItem]) -> MessagesOutcome:
         return self._submit_in_chunks(lambda chunk: Publish(messages=chunk), messages)
 
-    def edit(self, edits: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
+    def edit(self, edits: Iterable[EditItem]) -> MessagesOutcome:
         return self._submit_in_chunks(lambda chunk: Edit(edits=chunk), edits)
 
-    def delete(self, deletes: Iterable[Mapping[str, Any]]) -> MessagesOutcome:
+    def delete(self, deletes: Iterable[DeleteItem]) -> MessagesOutcome:
         return self._submit_in_chunks(lambda chunk: Delete(deletes=chunk), deletes)
 
     def _submit_in_chunks(
         self,
-        operation: Callable[[tuple[dict[str, Any], ...]], Operation[MessagesOutcome]],
-        items: Iterable[Mapping[str, Any]],
+        operation: Callable[[tuple[Item, ...]], Operation[MessagesOutcome]],
+        items: Iterable[Item],
     ) -> MessagesOutcome:
         """Submit a batch as commands of at most BATCH_CHUNK items, in order, pausing between
         them (see BATCH_CHUNK). Others' commands may come between two chunks; a chunk is
@@ -387,8 +380,8 @@ class Node:
         for start in range(0, max(len(batch), 1), BATCH_CHUNK):
             if start:
                 pause()
-            safe = _json_safe_items(batch[start : start + BATCH_CHUNK])
-            outcome.accepted += self._submit(operation(tuple(safe))).accepted
+            chunk = tuple(batch[start : start + BATCH_CHUNK])
+            outcome.accepted += self._submit(operation(chunk)).accepted
         return outcome
 
     def disconnect(self, conn_id: str) -> bool:

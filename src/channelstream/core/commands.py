@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar, Union
 
 from channelstream.core.errors import CoreError
-from channelstream.core.model import StateValue
+from channelstream.core.model import DeleteItem, EditItem, PublishItem, StateValue
 from channelstream.core.state import (
     Catchup,
     ConnectOutcome,
@@ -45,8 +45,6 @@ WIRE_VERSION = 1
 Result = TypeVar("Result", covariant=True)
 ChannelConfigs = dict[str, dict[str, Any]]
 UserState = dict[str, StateValue]
-# A message, edit or delete item as /message validated it (datetimes as ISO strings).
-MessageItem = dict[str, Any]
 
 
 class Operation(Generic[Result]):
@@ -131,7 +129,7 @@ class SetChannelConfigs(Operation[list[str]]):
 @dataclass(frozen=True, kw_only=True)
 class Publish(Operation[MessagesOutcome]):
     type: ClassVar[str] = "publish"
-    messages: tuple[MessageItem, ...]
+    messages: tuple[PublishItem, ...]
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> MessagesOutcome:
         return state.publish(self.messages, now)
@@ -140,7 +138,7 @@ class Publish(Operation[MessagesOutcome]):
 @dataclass(frozen=True, kw_only=True)
 class Edit(Operation[MessagesOutcome]):
     type: ClassVar[str] = "edit"
-    edits: tuple[MessageItem, ...]
+    edits: tuple[EditItem, ...]
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> MessagesOutcome:
         return state.edit(self.edits, now)
@@ -149,7 +147,7 @@ class Edit(Operation[MessagesOutcome]):
 @dataclass(frozen=True, kw_only=True)
 class Delete(Operation[MessagesOutcome]):
     type: ClassVar[str] = "delete"
-    deletes: tuple[MessageItem, ...]
+    deletes: tuple[DeleteItem, ...]
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> MessagesOutcome:
         return state.delete(self.deletes, now)
@@ -354,7 +352,7 @@ def _from_json(hint: Any, value: Any) -> Any:
             raise ValueError(f"expected a list, got {type(value).__name__}")
         item_hint = typing.get_args(hint)[0]
         return tuple(_from_json(item_hint, item) for item in value)
-    if origin is dict or hint is dict:
+    if origin is dict or hint is dict or typing.is_typeddict(hint):
         if not isinstance(value, dict):
             raise ValueError(f"expected an object, got {type(value).__name__}")
         return value

@@ -10,11 +10,47 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 # A frame as it goes to a client: a JSON-ready dict (datetimes are encoded by the caller).
 Frame = dict[str, Any]
 StateValue = str | int | float | bool | None
+
+
+class MessageRouting(TypedDict):
+    """Where a /message item goes: a channel and/or users, minus some users."""
+
+    channel: str | None
+    pm_users: list[str]
+    exclude_users: list[str]
+    no_history: bool
+
+
+class PublishItem(MessageRouting):
+    """A message to send, as `POST /message` validated it. A key that is absent is absent
+    from the frames too (0.7.1), so optional keys are NotRequired rather than None."""
+
+    user: str
+    message: NotRequired[dict[str, Any]]  # the payload: any JSON object
+    uuid: str
+    timestamp: str  # naive UTC ISO-8601: items cross the wire between nodes as JSON
+
+
+class EditItem(MessageRouting):
+    """An edit of a sent message (`PATCH /message`): only the keys given change."""
+
+    uuid: str
+    user: NotRequired[str]
+    message: NotRequired[dict[str, Any]]
+    timestamp: NotRequired[str]
+    edited: str
+
+
+class DeleteItem(MessageRouting):
+    """A sent message to remove (`DELETE /message`)."""
+
+    uuid: str
+
 
 CHANNEL_FRAMES_KEPT = 100  # frames per channel kept for catchup (0.7.1's figure)
 USER_FRAMES_KEPT = 50  # direct messages per user kept for catchup (0.7.1's figure)

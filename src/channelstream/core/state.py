@@ -29,8 +29,11 @@ from channelstream.core.model import (
     Channel,
     ChannelConfig,
     Connection,
+    DeleteItem,
     Delivery,
+    EditItem,
     Frame,
+    PublishItem,
     StateValue,
     Stats,
     StoredFrame,
@@ -384,7 +387,7 @@ class State:
 
     # ------------------------------------------------------------------ messages
 
-    def publish(self, messages: Iterable[Mapping[str, Any]], now: datetime) -> MessagesOutcome:
+    def publish(self, messages: Iterable[PublishItem], now: datetime) -> MessagesOutcome:
         """Route messages to channels or users. Items with no target are dropped (0.7.1)."""
         outcome = MessagesOutcome()
         for item in messages:
@@ -423,12 +426,12 @@ class State:
             outcome.deliveries.append(delivery)
         return outcome
 
-    def edit(self, edits: Iterable[Mapping[str, Any]], now: datetime) -> MessagesOutcome:
+    def edit(self, edits: Iterable[EditItem], now: datetime) -> MessagesOutcome:
         """Change stored messages and broadcast `message:edit` with the edit's own routing."""
         outcome = MessagesOutcome()
         for item in edits:
             outcome.accepted.append(dict(item))
-            changes = {key: item[key] for key in EDITABLE_KEYS if key in item}
+            changes = {key: value for key, value in item.items() if key in EDITABLE_KEYS}
             channel_name = item.get("channel")
             frame: Frame = {"channel": channel_name or None, "uuid": item["uuid"]}
             for key in ("message", "user", "timestamp"):
@@ -460,7 +463,7 @@ class State:
                 outcome.deliveries.append(self._emit_to_users(pm_users, frame, now))
         return outcome
 
-    def delete(self, deletes: Iterable[Mapping[str, Any]], now: datetime) -> MessagesOutcome:
+    def delete(self, deletes: Iterable[DeleteItem], now: datetime) -> MessagesOutcome:
         """Remove stored messages and broadcast `message:delete`."""
         outcome = MessagesOutcome()
         for item in deletes:

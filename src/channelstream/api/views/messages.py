@@ -16,6 +16,7 @@ from channelstream.api.documented import API_TAG, answer, documented, request_bo
 from channelstream.api.openapi import LATER, MESSAGE_EXAMPLE, MESSAGE_UUID
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView
+from channelstream.core.model import DeleteItem, EditItem, MessageRouting, PublishItem
 from channelstream.node import BATCH_CHUNK, pause
 from channelstream.schemas import (
     MessageAcceptedSchema,
@@ -49,6 +50,44 @@ def load_batch(schema: Schema, body: Any) -> list[dict[str, Any]]:
     return items
 
 
+def routing_of(data: dict[str, Any]) -> MessageRouting:
+    return MessageRouting(
+        channel=data["channel"],
+        pm_users=data["pm_users"],
+        exclude_users=data["exclude_users"],
+        no_history=data["no_history"],
+    )
+
+
+def publish_item(data: dict[str, Any]) -> PublishItem:
+    """A loaded `MessageBodySchema` item as the core's typed item (times as ISO text)."""
+    item = PublishItem(
+        **routing_of(data),
+        user=data["user"],
+        uuid=data["uuid"],
+        timestamp=data["timestamp"].isoformat(),
+    )
+    if "message" in data:
+        item["message"] = data["message"]
+    return item
+
+
+def edit_item(data: dict[str, Any]) -> EditItem:
+    """A loaded `MessageEditBodySchema` item: only the keys given are edited."""
+    item = EditItem(**routing_of(data), uuid=data["uuid"], edited=data["edited"].isoformat())
+    if "user" in data:
+        item["user"] = data["user"]
+    if "message" in data:
+        item["message"] = data["message"]
+    if "timestamp" in data:
+        item["timestamp"] = data["timestamp"].isoformat()
+    return item
+
+
+def delete_item(data: dict[str, Any]) -> DeleteItem:
+    return DeleteItem(**routing_of(data), uuid=data["uuid"])
+
+
 @view_defaults(renderer="json", permission=API_PERMISSION, route_name="message")
 class MessageViews(NodeView):
     @view_config(request_method="POST")
@@ -66,7 +105,7 @@ class MessageViews(NodeView):
     )
     def publish(self) -> list[dict[str, Any]]:
         messages = load_batch(MessageBodySchema.shared(many=True), self.json_body())
-        return self.node.publish(messages).accepted
+        return self.node.publish(map(publish_item, messages)).accepted
 
     @view_config(request_method="PATCH")
     @documented(
@@ -98,7 +137,7 @@ class MessageViews(NodeView):
     )
     def edit(self) -> list[dict[str, Any]]:
         edits = load_batch(MessageEditBodySchema.shared(many=True), self.json_body())
-        return self.node.edit(edits).accepted
+        return self.node.edit(map(edit_item, edits)).accepted
 
     @view_config(request_method="DELETE")
     @documented(
@@ -126,4 +165,4 @@ class MessageViews(NodeView):
     )
     def delete(self) -> list[dict[str, Any]]:
         deletes = load_batch(MessageDeleteBodySchema.shared(many=True), self.json_body())
-        return self.node.delete(deletes).accepted
+        return self.node.delete(map(delete_item, deletes)).accepted
