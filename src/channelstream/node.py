@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -28,7 +28,6 @@ from channelstream.core.commands import (
     Attach,
     CollectGarbage,
     Command,
-    Connect,
     Delete,
     Detach,
     Disconnect,
@@ -36,10 +35,6 @@ from channelstream.core.commands import (
     ForgetNode,
     Operation,
     Publish,
-    SetChannelConfigs,
-    SetUserState,
-    Subscribe,
-    Unsubscribe,
     Unsupported,
     apply_command,
 )
@@ -55,13 +50,10 @@ from channelstream.core.model import (
 from channelstream.core.snapshot import state_from_data, state_to_data
 from channelstream.core.state import (
     Catchup,
-    ConnectOutcome,
     GarbageOutcome,
     Limits,
-    MembershipOutcome,
     MessagesOutcome,
     State,
-    UserStateOutcome,
 )
 from channelstream.settings import Settings
 from channelstream.transport.outbox import Outbox
@@ -198,14 +190,14 @@ class Node:
 
     # ------------------------------------------------------------------ commands
 
-    def _submit(self, operation: Operation[Result]) -> Result:
-        """Submit an operation and wait for it to be applied here; its result, or its
-        CoreError raised. BrokerUnavailable when it cannot be submitted or does not come
-        back."""
+    def submit(self, operation: Operation[Result]) -> Result:
+        """Submit an operation (views build them from what they loaded) and wait for it to be
+        applied here; its result, or its CoreError raised. BrokerUnavailable when it cannot be
+        submitted or does not come back."""
         return self._submit_command(Command(operation, self.clock(), self.node_id))
 
     def _submit_command(self, command: Command) -> Any:
-        """`_submit` for a command made by the caller (who needs its id)."""
+        """`submit` for a command made by the caller (who needs its id)."""
         waiter = AsyncResult()
         self._waiting[command.id] = waiter
         try:
@@ -301,63 +293,6 @@ class Node:
 
     # ------------------------------------------------------------------ API operations
 
-    def connect(
-        self,
-        username: str,
-        conn_id: str,
-        channels: Iterable[str],
-        *,
-        state_public_keys: Iterable[str] = (),
-        fresh_user_state: Mapping[str, Any] | None = None,
-        user_state: Mapping[str, Any] | None = None,
-        channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> ConnectOutcome:
-        return self._submit(
-            Connect(
-                username=username,
-                conn_id=conn_id,
-                channels=tuple(channels),
-                state_public_keys=tuple(state_public_keys),
-                fresh_user_state=dict(fresh_user_state or {}),
-                user_state=dict(user_state or {}),
-                channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
-            )
-        )
-
-    def subscribe(
-        self,
-        conn_id: str,
-        channels: Iterable[str],
-        channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> MembershipOutcome:
-        return self._submit(
-            Subscribe(
-                conn_id=conn_id,
-                channels=tuple(channels),
-                channel_configs={k: dict(v) for k, v in (channel_configs or {}).items()},
-            )
-        )
-
-    def unsubscribe(self, conn_id: str, channels: Iterable[str]) -> MembershipOutcome:
-        return self._submit(Unsubscribe(conn_id=conn_id, channels=tuple(channels)))
-
-    def set_user_state(
-        self,
-        username: str,
-        user_state: Mapping[str, Any],
-        state_public_keys: Iterable[str] | None = None,
-    ) -> UserStateOutcome:
-        return self._submit(
-            SetUserState(
-                username=username,
-                user_state=dict(user_state),
-                state_public_keys=None if state_public_keys is None else tuple(state_public_keys),
-            )
-        )
-
-    def set_channel_configs(self, configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        return self._submit(SetChannelConfigs(configs={k: dict(v) for k, v in configs.items()}))
-
     def publish(self, messages: Iterable[PublishItem]) -> MessagesOutcome:
         return self._submit_in_chunks(lambda chunk: Publish(messages=chunk), messages)
 
@@ -381,12 +316,12 @@ class Node:
             if start:
                 pause()
             chunk = tuple(batch[start : start + BATCH_CHUNK])
-            outcome.accepted += self._submit(operation(chunk)).accepted
+            outcome.accepted += self.submit(operation(chunk)).accepted
         return outcome
 
     def disconnect(self, conn_id: str) -> bool:
         """End a connection now: presence goes out and its listeners close with 1000."""
-        ended = self._submit(Disconnect(conn_id=conn_id)) is not None
+        ended = self.submit(Disconnect(conn_id=conn_id)) is not None
         if ended:
             log.info("connection %s disconnected", conn_id)
         return ended
@@ -497,7 +432,7 @@ class Node:
         others = self.state.listener_nodes() - {self.node_id}
         for node in others - self.broker.live_nodes(others):
             log.warning("node %s stopped announcing itself: ending its connections", node)
-            self._submit(ForgetNode(node=node))
+            self.submit(ForgetNode(node=node))
         now = self.clock().timestamp()
         if not self.broker.keeps_snapshots:
             return
@@ -506,7 +441,7 @@ class Node:
             self.broker.save_snapshot(self.snapshot())
 
     def collect_garbage(self) -> None:
-        self._submit(
+        self.submit(
             CollectGarbage(
                 connections_after=self.settings.gc_conns_after,
                 users_after=self.settings.gc_users_after,

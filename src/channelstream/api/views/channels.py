@@ -10,6 +10,7 @@ from channelstream.api.documented import API_TAG, answer, documented, request_bo
 from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, channel_example
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView
+from channelstream.core.commands import SetChannelConfigs
 from channelstream.schemas import (
     ChannelsInfoSchema,
     InfoBodySchema,
@@ -38,7 +39,7 @@ class ChannelViews(NodeView):
     )
     def channel_config(self) -> dict[str, Any]:
         configs = load_channel_configs(self.json_body())
-        names = self.node.set_channel_configs(configs)
+        names = self.node.submit(SetChannelConfigs(configs=configs))
         return self.node.channels_info(names, include_history=False, include_users=False)
 
     @view_config(route_name="info")

@@ -10,6 +10,7 @@ from channelstream.api.documented import API_TAG, answer, documented, request_bo
 from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, CONN_ID
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView
+from channelstream.core.commands import Connect, Subscribe, Unsubscribe
 from channelstream.schemas import (
     ConnectBodySchema,
     ConnectResponseSchema,
@@ -56,14 +57,16 @@ class ConnectionViews(NodeView):
     )
     def connect(self) -> dict[str, Any]:
         data = ConnectBodySchema.shared().load(self.json_body())
-        outcome = self.node.connect(
-            data["username"],
-            data["conn_id"],
-            data["channels"],
-            state_public_keys=data["state_public_keys"],
-            fresh_user_state=data["fresh_user_state"],
-            user_state=data["user_state"],
-            channel_configs=data["channel_configs"],
+        outcome = self.node.submit(
+            Connect(
+                username=data["username"],
+                conn_id=data["conn_id"],
+                channels=tuple(data["channels"]),
+                state_public_keys=tuple(data["state_public_keys"]),
+                fresh_user_state=data["fresh_user_state"],
+                user_state=data["user_state"],
+                channel_configs=data["channel_configs"],
+            )
         )
         assert outcome.user is not None and outcome.connection is not None
         channels = sorted(set(data["channels"]))
@@ -102,7 +105,13 @@ class ConnectionViews(NodeView):
     )
     def subscribe(self) -> dict[str, Any]:
         data = SubscribeBodySchema.shared().load(self._membership_body())
-        outcome = self.node.subscribe(data["conn_id"], data["channels"], data["channel_configs"])
+        outcome = self.node.submit(
+            Subscribe(
+                conn_id=data["conn_id"],
+                channels=tuple(data["channels"]),
+                channel_configs=data["channel_configs"],
+            )
+        )
         assert outcome.connection is not None
         channels = sorted(outcome.connection.channels)
         return {
@@ -130,7 +139,9 @@ class ConnectionViews(NodeView):
     )
     def unsubscribe(self) -> dict[str, Any]:
         data = UnsubscribeBodySchema.shared().load(self._membership_body())
-        outcome = self.node.unsubscribe(data["conn_id"], data["channels"])
+        outcome = self.node.submit(
+            Unsubscribe(conn_id=data["conn_id"], channels=tuple(data["channels"]))
+        )
         assert outcome.connection is not None
         channels = sorted(outcome.connection.channels)
         return {

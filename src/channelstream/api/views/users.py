@@ -9,6 +9,7 @@ from pyramid.view import view_config, view_defaults
 from channelstream.api.documented import API_TAG, answer, documented, request_body
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView
+from channelstream.core.commands import SetUserState
 from channelstream.schemas import UserStateBodySchema, UserStateResponseSchema
 
 
@@ -36,8 +37,13 @@ class UserViews(NodeView):
     )
     def user_state(self) -> dict[str, Any]:
         data = UserStateBodySchema.shared().load(self.json_body())
-        outcome = self.node.set_user_state(
-            data["user"], data["user_state"], data["state_public_keys"]
+        keys = data["state_public_keys"]
+        outcome = self.node.submit(
+            SetUserState(
+                username=data["user"],
+                user_state=data["user_state"],
+                state_public_keys=None if keys is None else tuple(keys),
+            )
         )
         assert outcome.user is not None
         return {
