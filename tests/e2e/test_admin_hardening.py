@@ -225,3 +225,26 @@ def test_static_still_serves_the_browser_client_with_nosniff(server: RunningServ
     assert answer.status == 200
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert b"export class ChannelStreamConnection" in answer.body
+
+
+def test_over_https_the_admin_cookie_is_secure(server: RunningServer) -> None:
+    """Behind a TLS-terminating proxy that says so (X-Scheme, as 0.7.1 honoured it)."""
+    over_https = sign_in_form(server, **{"X-Scheme": "https"})
+    over_http = sign_in_form(server)
+
+    assert over_https.status == 302 and over_http.status == 302
+    https_cookie = [part.strip().lower() for part in over_https.headers["set-cookie"].split(";")]
+    http_cookie = [part.strip().lower() for part in over_http.headers["set-cookie"].split(";")]
+    assert "secure" in https_cookie and "httponly" in https_cookie
+    assert "secure" not in http_cookie
+
+
+@pytest.mark.parametrize("callback", ["cb%0A", "cb%0D%0A", "cb%0Aalert(1)"])
+def test_a_jsonp_callback_with_a_line_break_is_refused(
+    server: RunningServer, callback: str
+) -> None:
+    conn_id = ApiClient(server.base_url, SECRET).connect("alice")
+    answer = send(server, "GET", f"/listen?conn_id={conn_id}&callback={callback}")
+
+    assert answer.status == 422
+    assert list(answer.json) == ["callback"]
