@@ -67,12 +67,38 @@ def channelstream_ini(port: int, settings: Mapping[str, Any] | None = None) -> s
     return "\n".join(lines) + "\n"
 
 
+# The logging sections of a PasteDeploy ini: everything at DEBUG to stderr.
+PASTE_LOGGING = """
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = DEBUG
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(asctime)s %(levelname)s [%(name)s] %(message)s
+"""
+
+
 def pastedeploy_ini(port: int, settings: Mapping[str, Any] | None = None) -> str:
     """A PasteDeploy ini ([app:main], [server:main] on 127.0.0.1:port, console logging)."""
     app_lines = "\n".join(
         f"channelstream.{key} = {value}" for key, value in (settings or {}).items()
     )
-    return textwrap.dedent(
+    sections = textwrap.dedent(
         """\
         [app:main]
         use = egg:channelstream
@@ -82,30 +108,9 @@ def pastedeploy_ini(port: int, settings: Mapping[str, Any] | None = None) -> str
         use = egg:channelstream
         host = {host}
         port = {port}
-
-        [loggers]
-        keys = root
-
-        [handlers]
-        keys = console
-
-        [formatters]
-        keys = generic
-
-        [logger_root]
-        level = DEBUG
-        handlers = console
-
-        [handler_console]
-        class = StreamHandler
-        args = (sys.stderr,)
-        level = NOTSET
-        formatter = generic
-
-        [formatter_generic]
-        format = %(asctime)s %(levelname)s [%(name)s] %(message)s
         """
     ).format(app_lines=app_lines, host=HOST, port=port)
+    return sections + PASTE_LOGGING
 
 
 @dataclass

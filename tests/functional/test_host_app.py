@@ -20,6 +20,7 @@ import webtest
 from pyramid.config import Configurator
 from pyramid.router import Router
 
+from tests.e2e.conftest import PASTE_LOGGING
 from tests.functional.conftest import LOCALHOST, ApiClient
 
 OWN_LOGGERS = ("channelstream", "channelstream.websocket")
@@ -155,29 +156,6 @@ print(json.dumps({
     "root": logging.getLevelName(logging.getLogger().level),
     "formatters": [type(h.formatter).__name__ for h in logging.getLogger().handlers],
 }))
-"""
-
-PASTE_LOGGING = """
-[loggers]
-keys = root
-
-[handlers]
-keys = console
-
-[formatters]
-keys = generic
-
-[logger_root]
-level = DEBUG
-handlers = console
-
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-formatter = generic
-
-[formatter_generic]
-format = %(levelname)s %(message)s
 """
 
 
