@@ -19,6 +19,8 @@ from typing import Any, Self
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from channelstream.core.model import ChannelConfigChanges
+
 USERNAME_LENGTH = validate.Length(min=1, max=512)
 CHANNEL_LENGTH = validate.Length(min=1, max=256)
 JSONP_CALLBACK = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$")
@@ -243,7 +245,7 @@ def channel_config_map() -> fields.Dict:
     )
 
 
-def load_channel_configs(body: Any) -> dict[str, dict[str, Any]]:
+def load_channel_configs(body: Any) -> dict[str, ChannelConfigChanges]:
     """Validate a /channel_config body: `{channel: ChannelConfig}`.
 
     As in 0.7.1, the first invalid entry's own error dict is the 422 body (not prefixed by
@@ -251,7 +253,7 @@ def load_channel_configs(body: Any) -> dict[str, dict[str, Any]]:
     """
     if not isinstance(body, dict):
         raise ValidationError({"_schema": ["Invalid input type."]})
-    loaded: dict[str, dict[str, Any]] = {}
+    loaded: dict[str, ChannelConfigChanges] = {}
     schema = ChannelConfigSchema.shared()
     for name, config in body.items():
         if not isinstance(name, str) or not 1 <= len(name) <= 256:

@@ -26,7 +26,13 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar, Union
 
 from channelstream.core.errors import CoreError
-from channelstream.core.model import DeleteItem, EditItem, PublishItem, StateValue
+from channelstream.core.model import (
+    ChannelConfigChanges,
+    DeleteItem,
+    EditItem,
+    PublishItem,
+    StateValue,
+)
 from channelstream.core.state import (
     Catchup,
     ConnectOutcome,
@@ -43,7 +49,7 @@ ID_NAMESPACE = uuid.UUID("6f1d6d3e-2a54-4a55-9c1b-5f0b8a7c0c11")
 WIRE_VERSION = 1
 
 Result = TypeVar("Result", covariant=True)
-ChannelConfigs = dict[str, dict[str, Any]]
+ChannelConfigs = dict[str, ChannelConfigChanges]
 UserState = dict[str, StateValue]
 
 

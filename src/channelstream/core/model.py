@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
 # A frame as it goes to a client: a JSON-ready dict (datetimes are encoded by the caller).
 Frame = dict[str, Any]
 StateValue = str | int | float | bool | None
+
+
+class ChannelConfigChanges(TypedDict, total=False):
+    """Channel settings to set: only the keys given change (fix F2)."""
+
+    notify_presence: bool
+    store_history: bool
+    history_size: int
+    broadcast_presence_with_user_lists: bool
+    notify_state: bool
+    store_frames: bool
 
 
 class MessageRouting(TypedDict):
@@ -70,10 +81,18 @@ class ChannelConfig:
     notify_state: bool = False
     store_frames: bool = True
 
-    def merged(self, changes: dict[str, Any]) -> ChannelConfig:
+    def merged(self, changes: ChannelConfigChanges) -> ChannelConfig:
         """A copy with only the given keys changed (fix F2: configs merge, never reset)."""
-        known = {f.name for f in fields(self)}
-        return replace(self, **{k: v for k, v in changes.items() if k in known})
+        return ChannelConfig(
+            notify_presence=changes.get("notify_presence", self.notify_presence),
+            store_history=changes.get("store_history", self.store_history),
+            history_size=changes.get("history_size", self.history_size),
+            broadcast_presence_with_user_lists=changes.get(
+                "broadcast_presence_with_user_lists", self.broadcast_presence_with_user_lists
+            ),
+            notify_state=changes.get("notify_state", self.notify_state),
+            store_frames=changes.get("store_frames", self.store_frames),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

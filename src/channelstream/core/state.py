@@ -28,6 +28,7 @@ from channelstream.core.errors import (
 from channelstream.core.model import (
     Channel,
     ChannelConfig,
+    ChannelConfigChanges,
     Connection,
     DeleteItem,
     Delivery,
@@ -127,7 +128,7 @@ class State:
         state_public_keys: Iterable[str] = (),
         fresh_user_state: Mapping[str, StateValue] | None = None,
         user_state: Mapping[str, StateValue] | None = None,
-        channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        channel_configs: Mapping[str, ChannelConfigChanges] | None = None,
         ids: IdSource = new_uuid,
     ) -> ConnectOutcome:
         """Create (or, for the same user, update in place) a connection and join channels."""
@@ -171,7 +172,7 @@ class State:
         conn_id: str,
         channels: Iterable[str],
         now: datetime,
-        channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        channel_configs: Mapping[str, ChannelConfigChanges] | None = None,
         ids: IdSource = new_uuid,
     ) -> MembershipOutcome:
         connection = self.get_connection(conn_id)
@@ -367,7 +368,7 @@ class State:
     # ------------------------------------------------------------------ channels
 
     def set_channel_configs(
-        self, configs: Mapping[str, Mapping[str, Any]], now: datetime, ids: IdSource = new_uuid
+        self, configs: Mapping[str, ChannelConfigChanges], now: datetime, ids: IdSource = new_uuid
     ) -> list[str]:
         """Create channels or merge the given keys into their configs (fix F2)."""
         for name, changes in configs.items():
@@ -376,11 +377,11 @@ class State:
                 self.channels[name] = Channel(
                     uuid=ids(),
                     name=name,
-                    config=ChannelConfig().merged(dict(changes)),
+                    config=ChannelConfig().merged(changes),
                     last_active=now,
                 )
             else:
-                channel.config = channel.config.merged(dict(changes))
+                channel.config = channel.config.merged(changes)
                 channel.last_active = now
                 self._trim_history(channel)
         return list(configs)
@@ -594,7 +595,7 @@ class State:
         self,
         connection: Connection,
         name: str,
-        config: Mapping[str, Any] | None,
+        config: ChannelConfigChanges | None,
         now: datetime,
         outcome: Outcome,
         ids: IdSource,
@@ -605,7 +606,7 @@ class State:
             channel = Channel(
                 uuid=ids(),
                 name=name,
-                config=ChannelConfig().merged(dict(config or {})),
+                config=ChannelConfig().merged(config or ChannelConfigChanges()),
                 last_active=now,
             )
             self.channels[name] = channel
