@@ -267,7 +267,18 @@ def load_channel_configs(body: Any) -> dict[str, ChannelConfigChanges]:
 SERVER_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
 
 
-def server_time(**kwargs: Any) -> fields.String:
+class ServerTime(fields.String):
+    """A time in an answer: a datetime dumps as ISO-8601 (`T` between date and time, as the
+    JSON renderer writes it), text as it is."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        serialized: str | None = super()._serialize(value, attr, obj, **kwargs)
+        return serialized
+
+
+def server_time(**kwargs: Any) -> ServerTime:
     """A time the server answers with: naive UTC ISO-8601, no offset (fix F14)."""
     metadata = {
         "pattern": SERVER_TIME_PATTERN,
@@ -275,7 +286,7 @@ def server_time(**kwargs: Any) -> fields.String:
         "description": "UTC, ISO-8601 without an offset",
         **kwargs.pop("metadata", {}),
     }
-    return fields.String(metadata=metadata, **kwargs)
+    return ServerTime(metadata=metadata, **kwargs)
 
 
 class ChannelSettingsSchema(BaseSchema):

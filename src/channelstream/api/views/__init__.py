@@ -10,7 +10,8 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from channelstream.api.body import read_json
-from channelstream.node import Node
+from channelstream.node import BATCH_CHUNK, Node, pause
+from channelstream.schemas import BaseSchema
 
 # Pages load nothing but their own files from this server (no CDN, no outside fonts).
 PAGE_HEADERS = {
@@ -38,6 +39,24 @@ def page_response(html: str, status: int = 200) -> Response:
     response.charset = "utf-8"
     response.headers.update(PAGE_HEADERS)
     return response
+
+
+def dumped(schema: type[BaseSchema], value: Any) -> Any:
+    """An answer through its response schema: the schema, not the view, decides which keys go
+    out and how (times as ISO-8601); the OpenAPI document describes the same schema."""
+    return schema.shared().dump(value)
+
+
+def dumped_batch(schema: type[BaseSchema], items: list[Any]) -> list[Any]:
+    """A list answer through its item schema, BATCH_CHUNK items at a time with a pause
+    between (the answer to a 10,000-item /message batch takes ~80 ms to dump)."""
+    many = schema.shared(many=True)
+    answer: list[Any] = []
+    for start in range(0, len(items), BATCH_CHUNK):
+        if start:
+            pause()
+        answer += many.dump(items[start : start + BATCH_CHUNK])
+    return answer
 
 
 class NodeView:

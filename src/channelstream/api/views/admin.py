@@ -47,7 +47,7 @@ from channelstream.api.security import (
     cross_origin_reason,
 )
 from channelstream.api.throttle import FailureThrottle
-from channelstream.api.views import NodeView, package_text, page_response
+from channelstream.api.views import NodeView, dumped, package_text, page_response
 from channelstream.node import Node
 from channelstream.schemas import (
     AdminDisconnectResponseSchema,
@@ -140,7 +140,7 @@ class AdminViews(NodeView):
         responses={"200": answer(AdminInfoSchema, ADMIN_EXAMPLE, "The figures")},
     )
     def admin_json(self) -> dict[str, Any]:
-        return admin_info(self.node)
+        return dumped(AdminInfoSchema, admin_info(self.node))
 
     @view_config(route_name="admin_disconnect", request_method="POST", renderer="json")
     @documented(
@@ -162,7 +162,9 @@ class AdminViews(NodeView):
         if refused is not None:
             return refused
         data = DisconnectBodySchema.shared().load(self.json_body())
-        return {"conn_id": data["conn_id"], "disconnected": self.node.disconnect(data["conn_id"])}
+        disconnected = self.node.disconnect(data["conn_id"])
+        answer = {"conn_id": data["conn_id"], "disconnected": disconnected}
+        return dumped(AdminDisconnectResponseSchema, answer)
 
 
 def credentials_match(username: str, password: str, admin_user: str, admin_secret: str) -> bool:
@@ -315,4 +317,4 @@ def sign_out(request: Request) -> Any:
         return refused
     signed_in = request.authenticated_userid is not None
     request.response.headerlist.extend(forget(request))
-    return {"signed_out": signed_in}
+    return dumped(SignOutResponseSchema, {"signed_out": signed_in})

@@ -9,7 +9,7 @@ from pyramid.view import view_config, view_defaults
 from channelstream.api.documented import API_TAG, answer, documented, request_body
 from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, channel_example
 from channelstream.api.security import API_PERMISSION
-from channelstream.api.views import NodeView
+from channelstream.api.views import NodeView, dumped
 from channelstream.core.commands import SetChannelConfigs
 from channelstream.schemas import (
     ChannelsInfoSchema,
@@ -40,7 +40,8 @@ class ChannelViews(NodeView):
     def channel_config(self) -> dict[str, Any]:
         configs = load_channel_configs(self.json_body())
         names = self.node.submit(SetChannelConfigs(configs=configs))
-        return self.node.channels_info(names, include_history=False, include_users=False)
+        info = self.node.channels_info(names, include_history=False, include_users=False)
+        return dumped(ChannelsInfoSchema, info)
 
     @view_config(route_name="info")
     @documented(
@@ -70,4 +71,4 @@ class ChannelViews(NodeView):
         """Any method (0.7.1); no body means everything, with history and users."""
         body = self.json_body(default=None)
         info = default_info() if body is None else InfoBodySchema.shared().load(body)["info"]
-        return self.channels_info(info.get("channels"), info)
+        return dumped(ChannelsInfoSchema, self.channels_info(info.get("channels"), info))

@@ -9,7 +9,7 @@ from pyramid.view import view_config, view_defaults
 from channelstream.api.documented import API_TAG, answer, documented, request_body
 from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, CONN_ID
 from channelstream.api.security import API_PERMISSION
-from channelstream.api.views import NodeView
+from channelstream.api.views import NodeView, dumped
 from channelstream.core.commands import Connect, Subscribe, Unsubscribe
 from channelstream.schemas import (
     ConnectBodySchema,
@@ -70,7 +70,7 @@ class ConnectionViews(NodeView):
         )
         assert outcome.user is not None and outcome.connection is not None
         channels = sorted(set(data["channels"]))
-        return {
+        answer = {
             "conn_id": outcome.connection.conn_id,
             "state": outcome.user.state,
             "username": outcome.user.username,
@@ -78,6 +78,7 @@ class ConnectionViews(NodeView):
             "channels": channels,
             "channels_info": self.channels_info(channels, data["info"]),
         }
+        return dumped(ConnectResponseSchema, answer)
 
     def _membership_body(self) -> dict[str, Any]:
         body = self.json_body()
@@ -114,11 +115,12 @@ class ConnectionViews(NodeView):
         )
         assert outcome.connection is not None
         channels = sorted(outcome.connection.channels)
-        return {
+        answer = {
             "channels": channels,
             "channels_info": self.channels_info(channels, data["info"]),
             "subscribed_to": outcome.changed_channels,
         }
+        return dumped(SubscribeResponseSchema, answer)
 
     @view_config(route_name="unsubscribe")
     @documented(
@@ -144,8 +146,9 @@ class ConnectionViews(NodeView):
         )
         assert outcome.connection is not None
         channels = sorted(outcome.connection.channels)
-        return {
+        answer = {
             "channels": channels,
             "channels_info": self.channels_info(channels, data["info"]),
             "unsubscribed_from": outcome.changed_channels,
         }
+        return dumped(UnsubscribeResponseSchema, answer)

@@ -13,7 +13,7 @@ from pyramid.view import view_config, view_defaults
 from channelstream.api.documented import OPERATIONS_TAG, answer, documented
 from channelstream.api.errors import json_response
 from channelstream.api.security import METRICS_PERMISSION
-from channelstream.api.views import NodeView
+from channelstream.api.views import NodeView, dumped
 from channelstream.schemas import StatusSchema
 
 # The classic text format generate_latest writes, understood by every Prometheus version.
@@ -30,7 +30,7 @@ class HealthViews(NodeView):
     )
     def health(self) -> Response:
         """The process serves HTTP (liveness)."""
-        return json_response(200, {"status": "ok"})
+        return json_response(200, dumped(StatusSchema, {"status": "ok"}))
 
     @view_config(route_name="ready")
     @documented(
@@ -52,8 +52,9 @@ class HealthViews(NodeView):
         is not stopping (503 otherwise, with the reason)."""
         reason = self.node.not_ready_reason()
         if reason is None:
-            return json_response(200, {"status": "ready"})
-        return json_response(503, {"status": "unavailable", "reason": reason})
+            return json_response(200, dumped(StatusSchema, {"status": "ready"}))
+        answer = {"status": "unavailable", "reason": reason}
+        return json_response(503, dumped(StatusSchema, answer))
 
 
 @view_config(route_name="metrics", request_method="GET", permission=METRICS_PERMISSION)

@@ -15,7 +15,7 @@ from pyramid.view import view_config, view_defaults
 from channelstream.api.documented import API_TAG, answer, documented, request_body
 from channelstream.api.openapi import LATER, MESSAGE_EXAMPLE, MESSAGE_UUID
 from channelstream.api.security import API_PERMISSION
-from channelstream.api.views import NodeView
+from channelstream.api.views import NodeView, dumped_batch
 from channelstream.core.model import DeleteItem, EditItem, MessageRouting, PublishItem
 from channelstream.node import BATCH_CHUNK, pause
 from channelstream.schemas import (
@@ -105,7 +105,8 @@ class MessageViews(NodeView):
     )
     def publish(self) -> list[dict[str, Any]]:
         messages = load_batch(MessageBodySchema.shared(many=True), self.json_body())
-        return self.node.publish(map(publish_item, messages)).accepted
+        accepted = self.node.publish(map(publish_item, messages)).accepted
+        return dumped_batch(MessageAcceptedSchema, accepted)
 
     @view_config(request_method="PATCH")
     @documented(
@@ -137,7 +138,8 @@ class MessageViews(NodeView):
     )
     def edit(self) -> list[dict[str, Any]]:
         edits = load_batch(MessageEditBodySchema.shared(many=True), self.json_body())
-        return self.node.edit(map(edit_item, edits)).accepted
+        accepted = self.node.edit(map(edit_item, edits)).accepted
+        return dumped_batch(MessageEditAcceptedSchema, accepted)
 
     @view_config(request_method="DELETE")
     @documented(
@@ -165,4 +167,5 @@ class MessageViews(NodeView):
     )
     def delete(self) -> list[dict[str, Any]]:
         deletes = load_batch(MessageDeleteBodySchema.shared(many=True), self.json_body())
-        return self.node.delete(map(delete_item, deletes)).accepted
+        accepted = self.node.delete(map(delete_item, deletes)).accepted
+        return dumped_batch(MessageDeleteAcceptedSchema, accepted)

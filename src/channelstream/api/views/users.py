@@ -8,7 +8,7 @@ from pyramid.view import view_config, view_defaults
 
 from channelstream.api.documented import API_TAG, answer, documented, request_body
 from channelstream.api.security import API_PERMISSION
-from channelstream.api.views import NodeView
+from channelstream.api.views import NodeView, dumped
 from channelstream.core.commands import SetUserState
 from channelstream.schemas import UserStateBodySchema, UserStateResponseSchema
 
@@ -46,8 +46,9 @@ class UserViews(NodeView):
             )
         )
         assert outcome.user is not None
-        return {
+        answer = {
             "user_state": outcome.user.state,
             "changed_state": outcome.changed,
             "public_keys": outcome.user.public_keys,
         }
+        return dumped(UserStateResponseSchema, answer)
