@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
 Item = TypeVar("Item")
+Chunked = TypeVar("Chunked")
 
 CHORES_INTERVAL_SECONDS = 1.0  # GC, dead-node and retry sweeps
 SNAPSHOT_INTERVAL_SECONDS = 10.0
@@ -77,6 +78,15 @@ PAUSE_SECONDS = 0.0001
 def pause() -> None:
     """Let other greenlets, and the event loop's I/O, run before going on."""
     gevent.sleep(PAUSE_SECONDS)
+
+
+def paced_chunks(items: Sequence[Chunked]) -> Iterator[tuple[int, Sequence[Chunked]]]:
+    """`items` in slices of BATCH_CHUNK, each with its offset, and a pause before every slice
+    but the first: whoever works through a long batch this way lets others in between."""
+    for start in range(0, len(items), BATCH_CHUNK):
+        if start:
+            pause()
+        yield start, items[start : start + BATCH_CHUNK]
 
 
 def utc_now() -> datetime:
@@ -312,11 +322,8 @@ class Node:
         applied whole. If the broker fails midway, the chunks before stay applied."""
         batch = list(items)
         outcome = MessagesOutcome()
-        for start in range(0, max(len(batch), 1), BATCH_CHUNK):
-            if start:
-                pause()
-            chunk = tuple(batch[start : start + BATCH_CHUNK])
-            outcome.accepted += self.submit(operation(chunk)).accepted
+        for _, chunk in paced_chunks(batch) if batch else [(0, batch)]:  # empty: one command
+            outcome.accepted += self.submit(operation(tuple(chunk))).accepted
         return outcome
 
     def disconnect(self, conn_id: str) -> bool:

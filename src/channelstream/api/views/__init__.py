@@ -10,7 +10,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from channelstream.api.body import read_json
-from channelstream.node import BATCH_CHUNK, Node, pause
+from channelstream.node import Node, paced_chunks
 from channelstream.schemas import BaseSchema
 
 # Pages load nothing but their own files from this server (no CDN, no outside fonts).
@@ -52,10 +52,8 @@ def dumped_batch(schema: type[BaseSchema], items: list[Any]) -> list[Any]:
     between (the answer to a 10,000-item /message batch takes ~80 ms to dump)."""
     many = schema.shared(many=True)
     answer: list[Any] = []
-    for start in range(0, len(items), BATCH_CHUNK):
-        if start:
-            pause()
-        answer += many.dump(items[start : start + BATCH_CHUNK])
+    for _, chunk in paced_chunks(items):
+        answer += many.dump(chunk)
     return answer
 
 

@@ -17,7 +17,7 @@ from channelstream.api.openapi import LATER, MESSAGE_EXAMPLE, MESSAGE_UUID
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView, dumped_batch
 from channelstream.core.model import DeleteItem, EditItem, MessageRouting, PublishItem
-from channelstream.node import BATCH_CHUNK, pause
+from channelstream.node import BATCH_CHUNK, paced_chunks
 from channelstream.schemas import (
     MessageAcceptedSchema,
     MessageBodySchema,
@@ -36,11 +36,9 @@ def load_batch(schema: Schema, body: Any) -> list[dict[str, Any]]:
         return loaded
     items: list[dict[str, Any]] = []
     errors: dict[int, Any] = {}
-    for start in range(0, len(body), BATCH_CHUNK):
-        if start:
-            pause()
+    for start, chunk in paced_chunks(body):
         try:
-            items += schema.load(body[start : start + BATCH_CHUNK])
+            items += schema.load(chunk)
         except ValidationError as error:
             if not isinstance(error.messages, dict):
                 raise
