@@ -3,7 +3,9 @@
 VENV := .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What is installed: serving only (run, demo), or with the test and dev tools as well.
+SERVE_STAMP := $(VENV)/.installed-serve
+DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
 
@@ -13,17 +15,23 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## Create .venv and install channelstream with its test and dev tools
+venv: $(DEV_STAMP) ## Create .venv and install channelstream with its test and dev tools
 
-$(STAMP): setup.py
+$(SERVE_STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e .
+	touch $(SERVE_STAMP)
+
+# The dev install includes the serving one.
+$(DEV_STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -e '.[test,dev]'
-	touch $(STAMP)
+	touch $(SERVE_STAMP) $(DEV_STAMP)
 
-run: venv ## Serve development.ini on http://127.0.0.1:8000 (in-memory broker)
+run: $(SERVE_STAMP) ## Serve development.ini on http://127.0.0.1:8000 (in-memory broker)
 	$(BIN)/channelstream -i development.ini
 
-demo: venv ## Serve channelstream (:8000) and the chat demo on http://127.0.0.1:6543 (Ctrl-C stops both)
+demo: $(SERVE_STAMP) ## Serve channelstream (:8000) and the chat demo on http://127.0.0.1:6543 (Ctrl-C stops both)
 	$(BIN)/python examples/chat/run.py
 
 test: lint ## Lint (as `make lint`), then run the whole test suite
@@ -46,5 +54,5 @@ bench: venv ## Run the six benchmarks against ours and the original 0.7.1 (root;
 	$(BIN)/python bench/keepalive_latency.py
 	$(BIN)/python bench/soak.py
 
-settings-doc: venv ## Regenerate the settings table in README.md from the settings table
+settings-doc: $(SERVE_STAMP) ## Regenerate the settings table in README.md from the settings table
 	$(BIN)/channelstream_utils settings_doc --readme README.md

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import channelstream
+from channelstream.exceptions import EXIT_BAD_CONFIG
 
 INI_ENV_VAR = "CHANNELSTREAM_INI"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
 SETTINGS_DOC_START = "<!-- settings:start -->"
 SETTINGS_DOC_END = "<!-- settings:end -->"
-EXIT_BAD_CONFIG = 2
 
 log = logging.getLogger("channelstream")
 
@@ -59,25 +59,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from channelstream.config_file import read_config_file
     from channelstream.gevent_edge import GeventEdgeError, check_gevent_edge
-    from channelstream.settings import Settings, SettingsError
+    from channelstream.settings import Settings, SettingsError, SettingsSource
 
     try:
         check_gevent_edge()  # before anything is built: one line and exit 2, as for settings
     except GeventEdgeError as error:
-        print(f"channelstream: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIG) from None
+        _refuse(error)
 
     # Formatting now, the level once the settings are known: reading the file may warn.
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        sources: list[Mapping[str, Any]] = []
+        sources: tuple[SettingsSource, ...] = ()
         if args.ini:
-            config = read_config_file(args.ini)
-            sources = [config.server, config.app_settings]
+            sources = read_config_file(args.ini).sources
         settings = Settings.from_sources(*sources, environ=os.environ)
     except SettingsError as error:
-        print(f"channelstream: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIG) from None
+        _refuse(error)
     logging.getLogger().setLevel(settings.log_level)
     from channelstream.logs import apply_process_logging
 
@@ -86,30 +83,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     _log_startup(settings, args.ini)
 
     from channelstream.app import make_app
-    from channelstream.server import serve
+    from channelstream.server import ListenError, serve
 
-    serve(
-        make_app(settings),
-        settings.host,
-        settings.port,
-        shutdown_timeout=settings.shutdown_timeout,
-        request_timeout=settings.request_timeout,
-    )
+    try:
+        serve(
+            make_app(settings),
+            settings.host,
+            settings.port,
+            shutdown_timeout=settings.shutdown_timeout,
+            request_timeout=settings.request_timeout,
+            drain_grace=settings.drain_grace,
+        )
+    except ListenError as error:
+        _refuse(error)
+
+
+def _refuse(error: Exception) -> NoReturn:
+    """One line on stderr, no traceback, exit status 2: what the user must change."""
+    print(f"channelstream: {error}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_CONFIG) from None
 
 
 def _log_startup(settings: Any, ini: str | None) -> None:
-    from channelstream.settings import SETTINGS_BY_NAME
+    from channelstream.settings import log_start_warnings
 
     log.info("Starting channelstream %s", channelstream.__version__)
-    log.info("Settings from %s", ini if ini else "built-in defaults")
-    for name in ("secret", "admin_secret"):
-        if getattr(settings, name) == SETTINGS_BY_NAME[name].default:
-            log.warning(
-                "%s is the default value: set it (%s) before exposing this server",
-                name,
-                SETTINGS_BY_NAME[name].env_var,
-            )
-    allowed = ", ".join(str(network) for network in settings.allow_posting_from) or "nobody"
+    log.info("Settings from %s", ini if ini else "built-in defaults and the environment")
+    log_start_warnings(settings)
+    allowed = ", ".join(str(network) for network in settings.allow_posting_from)
     log.info("Server API calls allowed from: %s", allowed)
 
 
@@ -142,24 +143,33 @@ def make_config(
 ) -> str:
     """An ini text with a [channelstream] section holding every setting, each with comments.
 
-    Values: table defaults < `CHANNELSTREAM_<KEY>` variables in `environ` < `overrides`.
-    Raises SettingsError naming the key of an unknown setting or a bad value.
+    Values: table defaults < `CHANNELSTREAM_<KEY>` variables in `environ` < `overrides`. The
+    secrets not given get random values written into the file. Raises SettingsError naming
+    the key of an unknown setting or a bad value.
     """
-    from channelstream.settings import SETTINGS_BY_NAME, SETTINGS_TABLE, Settings, SettingsError
+    from channelstream.settings import (
+        SETTINGS_BY_NAME,
+        SETTINGS_TABLE,
+        Settings,
+        SettingsError,
+        SettingsSource,
+    )
 
     overrides = dict(overrides or {})
     unknown = sorted(key for key in overrides if key not in SETTINGS_BY_NAME)
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]!r}")
-    raw: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS_TABLE}
+    given = SettingsSource("the -j JSON", {k: v for k, v in overrides.items() if v is not None})
+    from_environ = SettingsSource.environment(environ or {})
+    Settings.from_sources(from_environ, given)  # validates; raises SettingsError naming the key
+    raw: dict[str, Any] = {}
     for setting in SETTINGS_TABLE:
-        if environ is not None and setting.env_var in environ:
-            raw[setting.name] = environ[setting.env_var]
-        if overrides.get(setting.name) is not None:
-            raw[setting.name] = overrides[setting.name]
-    Settings.from_sources(raw)  # validates; raises SettingsError naming the key
-    if not str(raw["cookie_secret"]).strip():
-        raw["cookie_secret"] = secrets.token_hex(32)
+        value = given.values.get(setting.name, from_environ.values.get(setting.name))
+        if value is None:
+            value = setting.default
+        if setting.secret and not str(value or "").strip():
+            value = secrets.token_hex(32)
+        raw[setting.name] = value
 
     lines = [
         "# channelstream configuration, written by `channelstream_utils make_config`.",
@@ -191,12 +201,18 @@ def settings_doc() -> str:
         "|---|---|---|---|",
     ]
     for setting in SETTINGS_TABLE:
-        default = f"`{setting.default}`" if setting.default else "(empty)"
+        if setting.default is None:
+            default = "(random per start)"
+        else:
+            default = f"`{setting.default}`" if setting.default else "(empty)"
         description = setting.help
         if setting.example:
             description += f" Example: `{setting.example}`."
+        variables = f"`{setting.env_var}`"
+        if setting.secret:
+            variables += f" or `{setting.file_env_var}`"
         rows.append(
-            f"| `{setting.name}` | {_markdown_cell(default)} | `{setting.env_var}` | "
+            f"| `{setting.name}` | {_markdown_cell(default)} | {variables} | "
             f"{_markdown_cell(description)} |"
         )
     return "\n".join(rows) + "\n"

@@ -11,7 +11,8 @@ Two layouts are understood:
   bare ``secret`` or ``port`` are the host app's.
 
 Values are interpolated the way PasteDeploy does it: ``%(here)s`` is the file's folder and
-``%(__file__)s`` its path. Parsing into typed values is `Settings.from_sources`' job.
+``%(__file__)s`` its path. Parsing into typed values is `Settings.from_sources`' job; the
+file's `sources` say where each value was written, for its error messages.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from pathlib import Path
 from channelstream.settings import (
     APP_SETTINGS_PREFIX,
     SettingsError,
-    host_app_values,
-    section_values,
+    SettingsSource,
+    host_app_keys,
+    section_keys,
     unknown_keys,
 )
 
@@ -43,11 +45,26 @@ OWN_APP_USES = frozenset(
 
 @dataclass(frozen=True)
 class ConfigFile:
-    """Raw (unparsed) values read from one ini file."""
+    """Raw (unparsed) values read from one ini file, by setting name.
+
+    `app_keys`: where each of `app_settings` was written, as `[app:main] channelstream.port`.
+    """
 
     path: str
     app_settings: dict[str, str] = field(default_factory=dict)
     server: dict[str, str] = field(default_factory=dict)
+    app_keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> tuple[SettingsSource, SettingsSource]:
+        """[server:main]'s host and port, then the app's settings, which win over them."""
+        name = f"config file {self.path}"
+        server_origins = {key: f"{name} ([{SERVER_SECTION}] {key})" for key in self.server}
+        app_origins = {setting: f"{name} ({key})" for setting, key in self.app_keys.items()}
+        return (
+            SettingsSource(name, self.server, server_origins),
+            SettingsSource(name, self.app_settings, app_origins),
+        )
 
 
 def _own_items(parser: configparser.ConfigParser, section: str, path: Path) -> dict[str, str]:
@@ -89,11 +106,18 @@ def read_config_file(path: str | Path) -> ConfigFile:
             f"[{APP_SECTION}] section"
         )
 
+    app_keys: dict[str, str] = {}  # setting name -> "[section] key as written"
     app_settings: dict[str, str] = {}
+
+    def take(section: str, items: dict[str, str], keys: dict[str, str]) -> None:
+        for setting, key in keys.items():
+            app_settings[setting] = items[key]
+            app_keys[setting] = f"[{section}] {key}"
+
     if has_app:
         items = _own_items(parser, APP_SECTION, path)
         own_app = items.get("use", "").strip().lower() in OWN_APP_USES
-        app_settings.update(section_values(items) if own_app else host_app_values(items))
+        take(APP_SECTION, items, section_keys(items) if own_app else host_app_keys(items))
         # A prefixed key that is no setting is almost certainly a typo.
         prefixed = [key for key in items if key.startswith(APP_SETTINGS_PREFIX)]
         for key in unknown_keys(dict.fromkeys(prefixed)):
@@ -108,11 +132,11 @@ def read_config_file(path: str | Path) -> ConfigFile:
                 CHANNELSTREAM_SECTION,
                 ", ".join(sorted(unknown)),
             )
-        app_settings.update(section_values(own))
+        take(CHANNELSTREAM_SECTION, own, section_keys(own))
 
     server: dict[str, str] = {}
     if parser.has_section(SERVER_SECTION):
         items = _own_items(parser, SERVER_SECTION, path)
         server = {key: items[key] for key in SERVER_KEYS if key in items}
 
-    return ConfigFile(path=str(path), app_settings=app_settings, server=server)
+    return ConfigFile(path=str(path), app_settings=app_settings, server=server, app_keys=app_keys)

@@ -4,6 +4,10 @@ for custom signature checkers). Each part keeps its own subtree: `core.errors.Co
 `api.errors`, the Python client's `client.ChannelstreamError`, and
 `gevent_edge.GeventEdgeError` (a gevent that moved what the server relies on)."""
 
+# The exit status of every entry point (console script, pserve, the container) when the
+# server cannot start as configured: a bad setting, an address it cannot listen on.
+EXIT_BAD_CONFIG = 2
+
 
 class ChannelstreamException(Exception):
     """Base of every exception channelstream defines."""

@@ -1,24 +1,30 @@
 """The gevent WSGI server with websocket support, its signal handling and the pserve runner.
 
 `serve` runs until SIGTERM or SIGINT, then drains within `shutdown_timeout` seconds: /ready
-answers 503, the server stops accepting, websockets and streams close with 1001 in batches,
-in-flight requests finish (or are cut at the deadline), the node stops and `serve` returns.
+answers 503 while the server still accepts for `drain_grace` seconds (so a load balancer polling
+/ready sees the node leave), then the server stops accepting, websockets and streams close with
+1001 in batches, in-flight requests finish (or are cut at the deadline), the node stops and
+`serve` returns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import re
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote_to_bytes
 
+from channelstream.exceptions import EXIT_BAD_CONFIG, ChannelstreamException
 from channelstream.logs import EscapingLoggerAdapter, escaped
 from channelstream.transport.handshake import handshake_problem, upgrade_requested
 from channelstream.transport.hangup import CLIENT_SOCKET_KEY
@@ -36,6 +42,26 @@ DRAIN_BATCH_PAUSE = 0.02
 # gevent's WSGIServer.stop kills the requests still running after its timeout and then waits
 # up to one more second for them to die; keep that second inside shutdown_timeout.
 KILL_GRACE = 1.0
+
+
+class ListenError(ChannelstreamException):
+    """The server cannot listen on its address; the message says what to change."""
+
+    # What to do about the usual causes, by errno.
+    ADVICE = {
+        errno.EADDRINUSE: "address already in use (another server running? choose another "
+        "port: CHANNELSTREAM_PORT or port in the ini)",
+        errno.EACCES: "permission denied (ports below 1024 need privileges: choose another "
+        "port: CHANNELSTREAM_PORT or port in the ini)",
+        errno.EADDRNOTAVAIL: "this machine has no such address (check CHANNELSTREAM_HOST or "
+        "host in the ini)",
+    }
+
+    @classmethod
+    def from_os_error(cls, host: str, port: int, error: OSError) -> ListenError:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = cls.ADVICE.get(error.errno or 0) or error.strerror or str(error)
+        return cls(f"cannot listen on {address}: {reason}")
 
 
 def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
@@ -286,19 +312,31 @@ def _stop_node(app: Any) -> None:
 
 
 def _drain(
-    server: Any, pool: Any, app: Any, idle_connections: IdleConnections, timeout: float
+    server: Any,
+    pool: Any,
+    app: Any,
+    idle_connections: IdleConnections,
+    timeout: float,
+    grace: float,
+    grace_cut: Any,
 ) -> None:
     """Stop serving within `timeout` seconds, closing what is open in an orderly way.
 
-    `pool` is the server's request pool, passed in rather than read from gevent's
-    undocumented `server.pool`."""
+    First, for `grace` seconds (or until `grace_cut`, an Event, is set), everything is served
+    as before but /ready answers 503: a load balancer that polls it takes the node out while
+    it still answers. `pool` is the server's request pool, passed in rather than read from
+    gevent's undocumented `server.pool`."""
     import gevent
 
     deadline = time.monotonic() + timeout
     node = _app_node(app)
     if node is not None:
-        node.begin_drain()  # /ready: 503 to whoever still asks on an open connection
+        node.begin_drain()  # /ready: 503 from now on
+        if grace > 0:
+            log.info("draining: still serving for %.1f s (drain_grace) before closing", grace)
+            grace_cut.wait(grace)
     server.close()  # stop accepting
+    log.info("draining: no longer accepting connections")
     idle_connections.close_all()  # keep-alive connections between requests
     if node is not None:
         listeners = node.listener_count()
@@ -322,12 +360,15 @@ def serve(
     *,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     request_timeout: float = REQUEST_TIMEOUT,
+    drain_grace: float = 0.0,
 ) -> None:
     """Serve `app` on host:port until SIGTERM/SIGINT, then drain (see `_drain`) and return.
 
     The app starts its own node; this function only stops it (`app.registry.channelstream_node`,
-    if present) after the server has stopped. GeventEdgeError, before anything is served,
-    when gevent or gevent-websocket changed a private detail the handler relies on.
+    if present) after the server has stopped, or when it cannot listen. Raises ListenError
+    when the address cannot be bound (in use, not allowed), GeventEdgeError, before anything
+    is served, when gevent or gevent-websocket changed a private detail the handler relies on.
+    A second signal during the drain grace ends the grace early.
     """
     import gevent
     from gevent.event import Event
@@ -358,9 +399,15 @@ def serve(
     server.logger = logging.getLogger("channelstream.websocket")
 
     stop_requested = Event()
+    grace_cut = Event()
 
     def request_stop(signum: int) -> None:
-        log.info("%s received, shutting down", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop_requested.is_set():
+            log.info("%s received again: ending the drain grace", name)
+            grace_cut.set()
+            return
+        log.info("%s received, shutting down", name)
         stop_requested.set()
 
     watchers = [
@@ -368,10 +415,13 @@ def serve(
         for signum in (signal.SIGTERM, signal.SIGINT)
     ]
     try:
-        server.start()
+        try:
+            server.start()
+        except OSError as error:
+            raise ListenError.from_os_error(host, port, error) from None
         log.info("Serving on http://%s:%s", host, server.server_port)
         stop_requested.wait()
-        _drain(server, pool, app, idle_connections, shutdown_timeout)
+        _drain(server, pool, app, idle_connections, shutdown_timeout, drain_grace, grace_cut)
         log.info("Server stopped")
     finally:
         for watcher in watchers:
@@ -386,6 +436,19 @@ def _ensure_gevent_patched() -> None:
         monkey.patch_all()
 
 
+def _end_pserve(error: Exception) -> NoReturn:
+    """End the process as the console script does: one line on stderr, exit status 2.
+
+    pserve catches a SystemExit raised by its server runner and exits 0 ("Exiting ... (-v to
+    see traceback)"), so the process ends here, once the node has stopped (`serve` stops it
+    whatever happens) and the output is flushed."""
+    print(f"channelstream: {error}", file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_BAD_CONFIG)
+
+
 def paste_server_runner(
     wsgi_app: Callable[..., Any],
     global_conf: Mapping[str, Any],
@@ -395,23 +458,37 @@ def paste_server_runner(
 ) -> None:
     """`paste.server_runner` entry point: `[server:main] use = egg:channelstream` in pserve.
 
+    It binds [server:main]'s host and port, overridden by CHANNELSTREAM_HOST and
+    CHANNELSTREAM_PORT as every setting is. A bad value or an address it cannot listen on
+    ends the process as the console script ends: one line on stderr, exit status 2.
     PasteDeploy builds the app before calling this, so patching here is best effort; nothing
     the app builds should hold blocking sockets before serving starts.
     """
     _ensure_gevent_patched()
-    from channelstream.settings import SettingsError, parse_port
+    from channelstream.settings import SettingsError, SettingsSource, listen_address
 
+    where = global_conf.get("__file__")
+    name = f"config file {where}" if where else "server settings"
+    given = {"host": host, "port": port}
+    origins = {key: f"{name} ([server:main] {key})" for key in given}
+    settings = getattr(getattr(wsgi_app, "registry", None), "channelstream_settings", None)
     try:
-        port_number = parse_port(port)
-    except ValueError as error:
-        raise SettingsError(f"invalid value for [server:main] 'port': {error}") from None
+        bound_host, bound_port = listen_address(
+            SettingsSource(name, given, origins), environ=os.environ
+        )
+    except SettingsError as error:
+        _stop_node(wsgi_app)
+        _end_pserve(error)
     if kwargs:
         log.warning("[server:main] ignores unknown keys: %s", ", ".join(sorted(kwargs)))
-    settings = getattr(getattr(wsgi_app, "registry", None), "channelstream_settings", None)
-    serve(
-        wsgi_app,
-        str(host),
-        port_number,
-        shutdown_timeout=getattr(settings, "shutdown_timeout", SHUTDOWN_TIMEOUT),
-        request_timeout=getattr(settings, "request_timeout", REQUEST_TIMEOUT),
-    )
+    try:
+        serve(
+            wsgi_app,
+            bound_host,
+            bound_port,
+            shutdown_timeout=getattr(settings, "shutdown_timeout", SHUTDOWN_TIMEOUT),
+            request_timeout=getattr(settings, "request_timeout", REQUEST_TIMEOUT),
+            drain_grace=getattr(settings, "drain_grace", 0.0),
+        )
+    except ListenError as error:
+        _end_pserve(error)

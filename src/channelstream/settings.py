@@ -9,21 +9,34 @@ Whose keys are ours: a section that is all channelstream's (`[channelstream]`, o
 `[app:main]` of `use = egg:channelstream`) may name a setting bare or `channelstream.`-prefixed
 (`section_values`); the settings of a host Pyramid app that includes channelstream hold the
 host's own `secret`, `port` or `debug`, so there only prefixed keys count (`host_app_values`).
+
+Each source is a `SettingsSource`: its values and where each came from, so that a refusal says
+which file key or environment variable to fix. The three secrets may also come from a file
+named by `CHANNELSTREAM_<KEY>_FILE` (Docker and Kubernetes secrets).
 """
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import logging
+import math
+import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from channelstream.exceptions import ChannelstreamException
 
 ENV_PREFIX = "CHANNELSTREAM_"
+# `CHANNELSTREAM_<KEY>_FILE`: a secret's value is that file's content (stripped).
+FILE_ENV_SUFFIX = "_FILE"
+# What production.ini ships in place of secrets: refused at start, whatever the case.
+PLACEHOLDER_PREFIX = "CHANGE-ME"
+BUILT_IN_DEFAULT = "the built-in default"
 
 APP_SETTINGS_PREFIX = "channelstream."
 
@@ -59,54 +72,80 @@ def parse_networks(raw: Any) -> tuple[IPNetwork, ...]:
     networks: list[IPNetwork] = []
     for item in parse_list(raw):
         if item == "0.0.0.0":
-            networks.extend([ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")])
+            networks.extend(ANY_ADDRESS)
             continue
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+            raise ValueError(f"expected IP addresses or CIDR ranges, got {item!r}") from None
     return tuple(networks)
 
 
-def parse_positive_int(raw: Any) -> int:
-    value = int(str(raw).strip())
-    if value < 1:
-        raise ValueError(f"expected a whole number >= 1, got {raw!r}")
+ANY_ADDRESS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("0.0.0.0/0"),
+    ipaddress.ip_network("::/0"),
+)
+
+
+def parse_posting_networks(raw: Any) -> tuple[IPNetwork, ...]:
+    """`allow_posting_from`: like `parse_networks`, and empty means any address (API.md §4.4:
+    a container reached through its published port sees callers from anywhere; signatures
+    are still required)."""
+    return parse_networks(raw) or ANY_ADDRESS
+
+
+def _whole_number(raw: Any, minimum: int, expected: str) -> int:
+    """`raw` as an int >= `minimum`; the error says what was expected, never Python's words."""
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ValueError(f"expected {expected}, got {raw!r}")
     return value
+
+
+def _finite_number(raw: Any, minimum: float, inclusive: bool, expected: str) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        value = math.nan
+    low_enough = value < minimum if inclusive else value <= minimum
+    if not math.isfinite(value) or low_enough:
+        raise ValueError(f"expected {expected}, got {raw!r}")
+    return value
+
+
+def parse_positive_int(raw: Any) -> int:
+    return _whole_number(raw, 1, "a whole number >= 1")
 
 
 def parse_non_negative_int(raw: Any) -> int:
-    value = int(str(raw).strip())
-    if value < 0:
-        raise ValueError(f"expected a whole number >= 0, got {raw!r}")
-    return value
+    return _whole_number(raw, 0, "a whole number >= 0")
 
 
 def parse_positive_float(raw: Any) -> float:
-    value = float(str(raw).strip())
-    if value <= 0:
-        raise ValueError(f"expected a number > 0, got {raw!r}")
-    return value
+    return _finite_number(raw, 0.0, False, "a number of seconds > 0")
 
 
 def parse_non_negative_float(raw: Any) -> float:
-    value = float(str(raw).strip())
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"expected a number >= 0, got {raw!r}")
-    return value
+    return _finite_number(raw, 0.0, True, "a number of seconds >= 0")
 
 
 def parse_port(raw: Any) -> int:
-    value = int(str(raw).strip())
-    if not 0 <= value <= 65535:
+    value = _whole_number(raw, 0, "a port number 0..65535")
+    if value > 65535:
         raise ValueError(f"expected a port number 0..65535, got {raw!r}")
     return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def parse_log_level(raw: Any) -> str:
     text = str(raw).strip().upper() or "INFO"
     if not isinstance(logging.getLevelName(text), int):
-        raise ValueError(f"unknown log level {raw!r}")
+        raise ValueError(f"expected a log level ({', '.join(LOG_LEVELS)}), got {raw!r}")
     return text
 
 
@@ -148,19 +187,46 @@ def parse_str(raw: Any) -> str:
     return str(raw).strip()
 
 
+def parse_class_path(raw: Any) -> str:
+    """`module.Class`, imported now so that a typo is a setting error at start (empty: none)."""
+    text = str(raw).strip()
+    if not text:
+        return text
+    module_name, _, class_name = text.rpartition(".")
+    found: Any = None
+    reason = ""
+    if module_name:
+        try:
+            found = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError) as error:
+            reason = f" ({error})"
+    if not callable(found):
+        raise ValueError(f"expected an importable module.Class, got {raw!r}{reason}")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One configuration key: its default (as written in an ini file), parser and help text."""
+    """One configuration key: its default (as written in an ini file), parser and help text.
+
+    `default` None: there is no safe default, so a random value is made at each start and
+    logged (`secret`, `admin_secret`). `secret`: the value may also come from the file named by
+    `CHANNELSTREAM_<KEY>_FILE`, and a `CHANGE-ME` placeholder is refused."""
 
     name: str
-    default: str
+    default: str | None
     parse: Callable[[Any], Any]
     help: str
     example: str = ""
+    secret: bool = False
 
     @property
     def env_var(self) -> str:
         return ENV_PREFIX + self.name.upper()
+
+    @property
+    def file_env_var(self) -> str:
+        return self.env_var + FILE_ENV_SUFFIX
 
 
 SETTINGS_TABLE: tuple[Setting, ...] = (
@@ -168,31 +234,39 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("port", "8000", parse_port, "TCP port of the HTTP/websocket server."),
     Setting(
         "secret",
-        "secret",
+        None,
         parse_str,
-        "Key that signs server API calls (itsdangerous TimestampSigner). Change it: the "
-        "default is logged as a warning.",
+        "Key that signs server API calls (itsdangerous TimestampSigner). Not set: a random one "
+        "is made at each start and logged as a warning. Empty, or a CHANGE-ME placeholder: "
+        "refused at start. The _FILE variable names a file holding it (Docker secrets).",
+        secret=True,
     ),
     Setting("admin_user", "admin", parse_str, "User name for the admin panel sign-in."),
     Setting(
         "admin_secret",
-        "admin_secret",
+        None,
         parse_str,
-        "Password for the admin panel sign-in. Change it: the default is logged as a warning.",
+        "Password for the admin panel sign-in. Not set: a random one is made at each start "
+        "and logged as a warning. Empty, or a CHANGE-ME placeholder: refused at start. The "
+        "_FILE variable names a file holding it.",
+        secret=True,
     ),
     Setting(
         "cookie_secret",
         "",
         parse_str,
         "Secret of the admin session cookie. Empty: a random one per start (admin sessions "
-        "end on restart).",
+        "end on restart). A CHANGE-ME placeholder: refused at start. The _FILE variable names "
+        "a file holding it.",
+        secret=True,
     ),
     Setting(
         "allow_posting_from",
         "127.0.0.1",
-        parse_networks,
+        parse_posting_networks,
         "Addresses or CIDR ranges allowed to call the signed server API (comma or newline "
-        "separated). 0.0.0.0 allows any address.",
+        "separated). Empty or 0.0.0.0: any address (signatures are still required; empty "
+        "is logged as a warning at start).",
         example="127.0.0.1, 10.0.0.0/8, ::1",
     ),
     Setting(
@@ -225,7 +299,7 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting(
         "signature_checker",
         "",
-        parse_str,
+        parse_class_path,
         "Dotted path module.Class of a custom checker built as Class(secret) with "
         "unsign(token, max_age=...). Empty: the built-in itsdangerous checker.",
     ),
@@ -339,8 +413,18 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "shutdown_timeout",
         "10",
         parse_positive_float,
-        "Seconds a stop (SIGTERM/SIGINT) may take: /ready answers 503, websockets close with "
-        "1001 in batches, in-flight requests get the rest of the time, then the process exits 0.",
+        "Seconds a stop (SIGTERM/SIGINT) may take: /ready answers 503 for drain_grace "
+        "seconds, then the server stops accepting, websockets close with 1001 in batches, "
+        "in-flight requests get the rest of the time, and the process exits 0.",
+    ),
+    Setting(
+        "drain_grace",
+        "2",
+        parse_non_negative_float,
+        "Seconds, after SIGTERM/SIGINT, during which the server still accepts and serves "
+        "everything but answers /ready with 503, so that a load balancer sees the node leave "
+        "before it stops accepting. Counts within shutdown_timeout (must be less). 0: stop "
+        "accepting at once. A second signal ends it early.",
     ),
     Setting(
         "broker",
@@ -370,10 +454,157 @@ SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SET
 # 0.7.1 keys that no longer mean anything; accepted without a warning so old files load.
 RETIRED_KEYS = frozenset({"debug", "demo"})
 
+# The defaults of channelstream 0.7.1, known to anyone who read its README: warned about.
+WELL_KNOWN_SECRETS = {"secret": "secret", "admin_secret": "admin_secret"}
+ANY_ADDRESS_WARNING = (
+    "Server API calls allowed from any address (allow_posting_from is empty); "
+    "signatures are still required"
+)
+
+
+@dataclass(frozen=True)
+class SettingsSource:
+    """Raw values of one source, by setting name, and where each came from, as a refusal
+    names it: `config file x.ini ([app:main] channelstream.port)`."""
+
+    name: str
+    values: Mapping[str, Any]
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def origin(self, setting_name: str) -> str:
+        return self.origins.get(setting_name) or f"{self.name} ({setting_name})"
+
+    @classmethod
+    def section(cls, name: str, section: Mapping[str, Any], label: str = "") -> SettingsSource:
+        """A section that is all channelstream's (bare or prefixed keys, `section_keys`);
+        `label` prefixes each key in the origins, e.g. "[app:main] "."""
+        return cls._keyed(name, section, section_keys(section), label)
+
+    @classmethod
+    def host_app(cls, name: str, app_settings: Mapping[str, Any]) -> SettingsSource:
+        """A host Pyramid app's settings: their `channelstream.`-prefixed keys only."""
+        return cls._keyed(name, app_settings, host_app_keys(app_settings), "")
+
+    @classmethod
+    def _keyed(
+        cls, name: str, section: Mapping[str, Any], keys: Mapping[str, str], label: str
+    ) -> SettingsSource:
+        values = {setting: section[key] for setting, key in keys.items()}
+        origins = {setting: f"{name} ({label}{key})" for setting, key in keys.items()}
+        return cls(name, values, origins)
+
+    @classmethod
+    def environment(cls, environ: Mapping[str, str]) -> SettingsSource:
+        """`CHANNELSTREAM_<KEY>` variables, and for the secrets `CHANNELSTREAM_<KEY>_FILE`:
+        the named file's content, stripped. Raises SettingsError when both of a pair are set
+        or the file cannot be read."""
+        values: dict[str, Any] = {}
+        origins: dict[str, str] = {}
+        for setting in SETTINGS_TABLE:
+            if setting.env_var in environ:
+                values[setting.name] = environ[setting.env_var]
+                origins[setting.name] = f"environment variable {setting.env_var}"
+            if setting.secret and setting.file_env_var in environ:
+                values[setting.name] = _secret_file(setting, environ)
+                origins[setting.name] = (
+                    f"file {environ[setting.file_env_var]} ({setting.file_env_var})"
+                )
+        return cls("the environment", values, origins)
+
+
+def _secret_file(setting: Setting, environ: Mapping[str, str]) -> str:
+    if setting.env_var in environ:
+        raise SettingsError(
+            f"both {setting.env_var} and {setting.file_env_var} are set: set only one"
+        )
+    path = environ[setting.file_env_var]
+    if not path.strip():
+        raise SettingsError(f"{setting.file_env_var} is empty: give the path of a file")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise SettingsError(f"{setting.file_env_var}: cannot read {path}: {reason}") from None
+
+
+@dataclass(frozen=True)
+class RawValue:
+    """A setting's value as written, and where it was written."""
+
+    value: Any
+    origin: str
+
+
+def _given_values(
+    sources: Iterable[SettingsSource | Mapping[str, Any]], environ: Mapping[str, str] | None
+) -> dict[str, RawValue]:
+    """Every setting some source gives (later sources win; the environment wins over all)."""
+    ordered = [
+        source
+        if isinstance(source, SettingsSource)
+        else SettingsSource.section("the settings given", source)
+        for source in sources
+    ]
+    if environ is not None:
+        ordered.append(SettingsSource.environment(environ))
+    given: dict[str, RawValue] = {}
+    for source in ordered:
+        for name, value in source.values.items():
+            if name in SETTINGS_BY_NAME and value is not None:
+                given[name] = RawValue(value, source.origin(name))
+    return given
+
+
+def _value_or_default(setting: Setting, given: Mapping[str, RawValue]) -> RawValue | None:
+    """What a source gave, else the built-in default (None when the setting has none)."""
+    if setting.name in given:
+        return given[setting.name]
+    return None if setting.default is None else RawValue(setting.default, BUILT_IN_DEFAULT)
+
+
+def _parsed(setting: Setting, raw: RawValue) -> Any:
+    try:
+        return setting.parse(raw.value)
+    except (TypeError, ValueError) as error:
+        raise SettingsError(
+            f"invalid value for setting {setting.name!r} from {raw.origin}: {error}"
+        ) from None
+
+
+def _check_secret(setting: Setting, raw: RawValue) -> None:
+    """Refuse an empty secret that has no safe default, and production.ini's placeholders."""
+    text = str(raw.value).strip()
+    if not text and setting.default is None:
+        raise SettingsError(
+            f"{setting.name} is empty in {raw.origin}: set a long random value, or leave it "
+            "out to have a random one made at each start"
+        )
+    if text.upper().startswith(PLACEHOLDER_PREFIX):
+        raise SettingsError(
+            f"{setting.name} in {raw.origin} is still the placeholder {text!r}: set a long "
+            "random value of your own"
+        )
+
+
+def listen_address(
+    *sources: SettingsSource | Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> tuple[str, int]:
+    """`host` and `port` from `sources` and the environment, parsed as settings are: what
+    the pserve server runner binds (its `[server:main]`, overridden by CHANNELSTREAM_HOST and
+    CHANNELSTREAM_PORT)."""
+    given = _given_values(sources, environ)
+    host, port = (SETTINGS_BY_NAME[name] for name in ("host", "port"))
+    host_raw, port_raw = _value_or_default(host, given), _value_or_default(port, given)
+    assert host_raw is not None and port_raw is not None  # both have defaults
+    return _parsed(host, host_raw), _parsed(port, port_raw)
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Parsed, validated configuration. Built once at start and passed explicitly."""
+    """Parsed, validated configuration. Built once at start and passed explicitly.
+
+    `start_warnings`: lines every entry point logs at start (`log_start_warnings`): secrets
+    made at random, well-known secrets, an API open to any address."""
 
     host: str
     port: int
@@ -405,61 +636,96 @@ class Settings:
     max_connections: int
     request_timeout: float
     shutdown_timeout: float
+    drain_grace: float
     broker: str
     redis_prefix: str
     presence_ttl: float
+    start_warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_sources(
         cls,
-        *sources: Mapping[str, Any],
+        *sources: SettingsSource | Mapping[str, Any],
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Merge raw values (later sources win; environment variables win over all), then parse.
 
-        Each source is read as a section of channelstream's own (`section_values`); pass a host
-        app's settings through `host_app_values` first. Raises SettingsError naming the key of
-        the first bad value.
+        A plain mapping is read as a section of channelstream's own (`section_values`); pass
+        a host app's settings as `SettingsSource.host_app`. Raises SettingsError naming the
+        key of the first bad value and where it came from.
         """
-        raw: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS_TABLE}
-        for source in sources:
-            for name, value in section_values(source).items():
-                if value is not None:
-                    raw[name] = value
-        for setting in SETTINGS_TABLE:
-            if environ is not None and setting.env_var in environ:
-                raw[setting.name] = environ[setting.env_var]
+        given = _given_values(sources, environ)
         parsed: dict[str, Any] = {}
+        warnings: list[str] = []
         for setting in SETTINGS_TABLE:
-            try:
-                parsed[setting.name] = setting.parse(raw[setting.name])
-            except (TypeError, ValueError) as error:
-                raise SettingsError(
-                    f"invalid value for setting {setting.name!r}: {error}"
-                ) from None
+            raw = _value_or_default(setting, given)
+            if raw is None:
+                parsed[setting.name] = secrets.token_urlsafe(32)
+                warnings.append(
+                    f"{setting.name} is not set: made a random one for this run: "
+                    f"{parsed[setting.name]} (set {setting.env_var} to choose your own)"
+                )
+                continue
+            if setting.secret:
+                _check_secret(setting, raw)
+                if str(raw.value).strip() == WELL_KNOWN_SECRETS.get(setting.name):
+                    warnings.append(
+                        f"{setting.name} is {WELL_KNOWN_SECRETS[setting.name]!r}, the "
+                        f"well-known default of channelstream 0.7.1 (from {raw.origin}): set "
+                        f"your own ({setting.env_var}) before exposing this server"
+                    )
+            parsed[setting.name] = _parsed(setting, raw)
         if not parsed["cookie_secret"]:
             parsed["cookie_secret"] = uuid.uuid4().hex
-        return cls(**parsed)
+        if "allow_posting_from" in given and not parse_list(given["allow_posting_from"].value):
+            warnings.append(ANY_ADDRESS_WARNING)
+        if parsed["drain_grace"] >= parsed["shutdown_timeout"]:
+            grace = _value_or_default(SETTINGS_BY_NAME["drain_grace"], given)
+            timeout = _value_or_default(SETTINGS_BY_NAME["shutdown_timeout"], given)
+            assert grace is not None and timeout is not None  # both have defaults
+            raise SettingsError(
+                f"drain_grace ({grace.value} from {grace.origin}) must be less than "
+                f"shutdown_timeout ({timeout.value} from {timeout.origin}): the grace counts "
+                "within the time a stop may take"
+            )
+        return cls(**parsed, start_warnings=tuple(warnings))
+
+
+def log_start_warnings(settings: Settings) -> None:
+    """Log `settings.start_warnings` on the `channelstream` logger, one WARNING line each."""
+    logger = logging.getLogger("channelstream")
+    for line in settings.start_warnings:
+        logger.warning("%s", line)
+
+
+def section_keys(section: Mapping[str, Any]) -> dict[str, str]:
+    """The key as written of each setting in a section that is all channelstream's: bare or
+    `channelstream.`-prefixed, the prefixed one winning when both are given (so the result
+    never depends on the order of the keys)."""
+    keys = {key: key for key in section if key in SETTINGS_BY_NAME}
+    keys.update(host_app_keys(section))
+    return keys
+
+
+def host_app_keys(app_settings: Mapping[str, Any]) -> dict[str, str]:
+    """The `channelstream.<name>` key of each setting in a host Pyramid app's settings, whose
+    own `secret`, `port` or `debug` are none of channelstream's business."""
+    keys: dict[str, str] = {}
+    for key in app_settings:
+        name = key[len(APP_SETTINGS_PREFIX) :] if key.startswith(APP_SETTINGS_PREFIX) else ""
+        if name in SETTINGS_BY_NAME:
+            keys[name] = key
+    return keys
 
 
 def section_values(section: Mapping[str, Any]) -> dict[str, Any]:
-    """Raw values by setting name from a section that is all channelstream's: keys bare or
-    `channelstream.`-prefixed, the prefixed one winning when both are given (so the result
-    never depends on the order of the keys)."""
-    values = {key: value for key, value in section.items() if key in SETTINGS_BY_NAME}
-    values.update(host_app_values(section))
-    return values
+    """Raw values by setting name from a section that is all channelstream's (`section_keys`)."""
+    return {name: section[key] for name, key in section_keys(section).items()}
 
 
 def host_app_values(app_settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Raw values by setting name from `channelstream.<name>` keys only: the settings of a host
-    Pyramid app, whose own `secret`, `port` or `debug` are none of channelstream's business."""
-    values: dict[str, Any] = {}
-    for key, value in app_settings.items():
-        name = key[len(APP_SETTINGS_PREFIX) :] if key.startswith(APP_SETTINGS_PREFIX) else ""
-        if name in SETTINGS_BY_NAME:
-            values[name] = value
-    return values
+    """Raw values by setting name from a host app's `channelstream.<name>` keys only."""
+    return {name: app_settings[key] for name, key in host_app_keys(app_settings).items()}
 
 
 def unknown_keys(source: Mapping[str, Any]) -> list[str]:
@@ -472,4 +738,6 @@ def unknown_keys(source: Mapping[str, Any]) -> list[str]:
     return unknown
 
 
-assert {f.name for f in fields(Settings)} == set(SETTINGS_BY_NAME), "table and Settings differ"
+assert set(SETTINGS_BY_NAME) == {f.name for f in fields(Settings)} - {"start_warnings"}, (
+    "table and Settings differ"
+)

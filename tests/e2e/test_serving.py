@@ -14,7 +14,7 @@ import websocket
 
 import channelstream
 from channelstream.signature import sign
-from tests.e2e.apiclient import ApiClient, WsListener, wait_for_log
+from tests.e2e.apiclient import ApiClient, WsListener, has_text, wait_for_log
 from tests.e2e.conftest import REPO_ROOT
 
 
@@ -58,8 +58,9 @@ def test_channelstream_serves_a_channelstream_section(start_server):
     log = server.log_text()
     assert f"Serving on http://127.0.0.1:{server.port}" in log
     assert channelstream.__version__ in log
-    assert "admin_secret is the default value" in log
-    assert "secret is the default value" not in log.replace("admin_secret", "")
+    # admin_secret was not given: made at random, and said so once; secret was given
+    assert log.count("admin_secret is not set: made a random one for this run: ") == 1
+    assert "\nsecret is not set" not in log and "] secret is not set" not in log
 
 
 def with_port_placeholder(ini_text):
@@ -86,8 +87,10 @@ def test_pserve_serves_production_ini_on_redis(start_server, redis_url, redis_pr
         ini,
     )
     ini = with_port_placeholder(ini)
-    server = start_server(ini_text=ini, command="pserve")
-    assert_signed_connect_works(server, ini_secret(ini))
+    # its CHANGE-ME placeholders are refused (test_first_run.py): production sets its own
+    secrets = {"CHANNELSTREAM_SECRET": "prod-secret", "CHANNELSTREAM_ADMIN_SECRET": "prod-admin"}
+    server = start_server(ini_text=ini, command="pserve", env=secrets)
+    assert_signed_connect_works(server, "prod-secret")
     assert "Redis broker at" in server.log_text()
 
 
@@ -184,7 +187,10 @@ def test_sigterm_lets_an_in_flight_request_finish(start_server):
 
 
 def test_sigterm_cuts_requests_off_at_shutdown_timeout_and_exits_0(start_server):
-    server = start_server(settings={"secret": "drain-secret", "shutdown_timeout": "2"})
+    server = start_server(
+        settings={"secret": "drain-secret", "shutdown_timeout": "2"},
+        env={"CHANNELSTREAM_DRAIN_GRACE": "0.5"},
+    )
     sock, _ = send_stalled_message_request(server, "drain-secret")
     with sock:
         os.kill(server.pid, signal.SIGTERM)
@@ -219,3 +225,75 @@ def test_access_log_does_not_show_a_token_passed_in_the_query(start_server):
     assert response.status == 200
     wait_for_log(server.log_text, "GET /info?secret=[redacted]")
     assert token not in server.log_text()
+
+
+# ---------------------------------------------------------------- the drain grace
+
+
+def ready_answer(port):
+    """GET /ready on a NEW TCP connection: (status, JSON body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/ready")
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("command", ["channelstream", "pserve"])
+def test_during_the_drain_grace_new_connections_see_ready_503_then_websockets_get_1001(
+    start_server, listeners, command
+):
+    """A load balancer polling /ready sees the node leave while it still answers: after
+    SIGTERM the listener stays open for drain_grace, new connections are served (/ready 503,
+    signed calls 200), and only then the websockets close with 1001. A second SIGTERM ends
+    the grace (the grace here is long, so the checks never race it)."""
+    server = start_server(
+        settings={"secret": "drain-secret", "shutdown_timeout": "60"},
+        env={"CHANNELSTREAM_DRAIN_GRACE": "50"},
+        command=command,
+    )
+    api = ApiClient(server.base_url, "drain-secret")
+    listener = WsListener.open(server.ws_url, api.connect("drained", channels=["c"]))
+    listeners.append(listener)
+    assert ready_answer(server.port) == (200, {"status": "ready"})
+
+    os.kill(server.pid, signal.SIGTERM)
+    wait_for_log(server.log_text, "draining: still serving for 50.0 s (drain_grace)", timeout=10)
+    assert ready_answer(server.port) == (503, {"status": "unavailable", "reason": "draining"})
+    assert http_status(server, "/health") == 200
+    assert api.call("/connect", {"username": "late"}).status == 200
+    api.publish({"channel": "c", "user": "bob", "message": {"text": "still here"}})
+    listener.wait_for(has_text("still here"))  # the open websocket is served as before
+    listener.sync()  # and not closed
+
+    os.kill(server.pid, signal.SIGTERM)
+    assert listener.wait_closed(timeout=10) == 1001
+    assert server.process.wait(timeout=20) == 0
+    log = server.log_text()
+    assert "SIGTERM received again: ending the drain grace" in log
+    steps = [
+        "SIGTERM received, shutting down",
+        "draining: /ready answers 503",
+        "draining: still serving for 50.0 s (drain_grace) before closing",
+        "draining: no longer accepting connections",
+        "closed 1 listeners with 1001 in 1 batches",
+        "Server stopped",
+    ]
+    positions = [log.index(step) for step in steps]
+    assert positions == sorted(positions)
+
+
+def test_the_drain_grace_ends_by_itself_and_the_process_exits_0(start_server, listeners):
+    server = start_server(
+        settings={"secret": "drain-secret"}, env={"CHANNELSTREAM_DRAIN_GRACE": "1"}
+    )
+    api = ApiClient(server.base_url, "drain-secret")
+    listener = WsListener.open(server.ws_url, api.connect("drained", channels=["c"]))
+    listeners.append(listener)
+    os.kill(server.pid, signal.SIGTERM)
+    assert listener.wait_closed(timeout=15) == 1001
+    assert server.process.wait(timeout=15) == 0
+    assert "received again" not in server.log_text()
+    assert "draining: no longer accepting connections" in server.log_text()

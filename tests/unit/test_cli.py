@@ -19,7 +19,7 @@ from channelstream.cli import (
 )
 from channelstream.config_file import read_config_file
 from channelstream.server import websocket_upgrade_refused
-from channelstream.settings import SETTINGS_TABLE, Settings
+from channelstream.settings import SETTINGS_TABLE, Settings, SettingsError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -55,11 +55,23 @@ def test_make_config_round_trips_defaults(tmp_path, monkeypatch):
     settings = load(tmp_path, make_config())
     defaults = Settings.from_sources(environ={})
     for setting in SETTINGS_TABLE:
-        if setting.name != "cookie_secret":
+        if not setting.secret:
             assert getattr(settings, setting.name) == getattr(defaults, setting.name)
-    # an empty cookie_secret gets a random secret baked into the file
-    assert len(settings.cookie_secret) == 64
-    assert settings.cookie_secret != load(tmp_path, make_config()).cookie_secret
+    # the secrets not given get random values baked into the file
+    again = load(tmp_path, make_config())
+    for name in ("secret", "admin_secret", "cookie_secret"):
+        assert len(getattr(settings, name)) == 64
+        assert getattr(settings, name) != getattr(again, name)
+    assert settings.start_warnings == ()
+
+
+def test_make_config_keeps_given_secrets_and_refuses_empty_ones(tmp_path):
+    settings = load(tmp_path, make_config({"secret": "mine"}))
+    assert settings.secret == "mine" and len(settings.admin_secret) == 64
+    with pytest.raises(
+        SettingsError, match=r"^admin_secret is empty in the -j JSON \(admin_secret\)"
+    ):
+        make_config({"admin_secret": ""})
 
 
 def test_make_config_precedence_defaults_env_json(tmp_path):

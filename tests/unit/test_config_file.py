@@ -2,6 +2,7 @@
 
 import logging
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -129,11 +130,27 @@ def test_bad_interpolation_names_the_file(tmp_path):
         read_config_file(path)
 
 
-@pytest.mark.parametrize("name", ["development.ini", "production.ini"])
-def test_shipped_ini_files_are_valid(name):
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[2]
+# production.ini ships CHANGE-ME placeholders, refused at start: production sets its own.
+PRODUCTION_SECRETS = {"CHANNELSTREAM_SECRET": "s", "CHANNELSTREAM_ADMIN_SECRET": "a"}
 
-    root = Path(__file__).resolve().parents[2]
-    config = read_config_file(root / name)
-    settings = Settings.from_sources(config.server, config.app_settings, environ={})
+
+@pytest.mark.parametrize(
+    ("name", "environ"), [("development.ini", {}), ("production.ini", PRODUCTION_SECRETS)]
+)
+def test_shipped_ini_files_are_valid(name, environ):
+    config = read_config_file(ROOT / name)
+    settings = Settings.from_sources(*config.sources, environ=environ)
     assert settings.port == int(config.server["port"])
+    assert settings.start_warnings == ()
+
+
+def test_production_ini_as_shipped_is_refused_for_its_placeholder_secret():
+    config = read_config_file(ROOT / "production.ini")
+    with pytest.raises(SettingsError) as error:
+        Settings.from_sources(*config.sources, environ={"CHANNELSTREAM_SECRET": "s"})
+    assert str(error.value) == (
+        f"admin_secret in config file {ROOT / 'production.ini'} ([app:main] "
+        "channelstream.admin_secret) is still the placeholder 'CHANGE-ME-admin-secret': set a "
+        "long random value of your own"
+    )
