@@ -22,6 +22,7 @@ def make_app(settings: Settings, node: Node | None = None) -> Router:
     """Build the WSGI application of one server process and start its Node's loops."""
     config = Configurator(settings={})
     node = configure(config, settings, node)
+    config.include("channelstream.api.views.index")  # "/": only where the app is all ours
     app = config.make_wsgi_app()
     node.start()
     return app

@@ -231,7 +231,20 @@ class ListenQuerySchema(BaseSchema):
     )
 
 
-class SignInFormSchema(BaseSchema):
+class SignInReturnSchema(BaseSchema):
+    """The sign-in form's query: the page to return to once signed in."""
+
+    came_from = fields.String(
+        load_default="",
+        metadata={
+            "description": "Where to go once signed in: a path of this server (the page that "
+            "sent the browser to the form); anything else is ignored",
+            "example": "/api-explorer",
+        },
+    )
+
+
+class SignInFormSchema(SignInReturnSchema):
     """The admin sign-in form (`application/x-www-form-urlencoded`)."""
 
     username = fields.String(load_default="")

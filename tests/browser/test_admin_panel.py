@@ -65,23 +65,138 @@ def test_a_connection_made_through_the_api_appears_with_its_channels_and_state(
     expect(detail).to_contain_text('"notify_presence": false')
 
 
-def test_the_disconnect_button_closes_the_connections_websocket(
+def refreshed(page: Any) -> None:
+    """Wait for the panel's next refresh (it counts them in body[data-loaded])."""
+    loaded = page.locator("body").get_attribute("data-loaded")
+    expect(page.locator("body")).not_to_have_attribute(
+        "data-loaded", loaded or "", timeout=REFRESH_WAIT_MS
+    )
+
+
+def test_disconnect_asks_first_and_only_a_yes_closes_the_websocket(
     page: Any, server: RunningServer
 ) -> None:
     api = ApiClient(server.base_url, SECRET)
     conn_id = api.connect("carol", channels=["lobby"])
     other = api.connect("dave", channels=["lobby"])
+    questions: list[str] = []
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
     with WsListener.open(server.ws_url, conn_id) as ws, WsListener.open(server.ws_url, other):
         sign_in(page, server)
         button = page.locator(f"button[data-disconnect='{conn_id}']")
         expect(button).to_be_visible()
 
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+        button.click()
+        refreshed(page)
+
+        assert len(questions) == 1 and f"carol's connection {conn_id}" in questions[0]
+        assert not [url for url in sent if url.endswith("/admin/disconnect")]
+        expect(page.locator(f"[data-conn-id='{conn_id}']")).to_be_visible()
+        ws.sync()  # still open: the server answers its ping
+
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
         button.click()
 
         assert ws.wait_closed(timeout=10) == 1000
+        assert len(questions) == 2
         expect(page.locator(f"[data-conn-id='{conn_id}']")).to_have_count(0)
         expect(page.locator(f"[data-conn-id='{other}']")).to_be_visible()
         expect(page.locator("#status")).to_contain_text("Updated")
+
+
+def test_the_history_is_a_table_of_time_user_text_and_marks(
+    page: Any, server: RunningServer
+) -> None:
+    api = ApiClient(server.base_url, SECRET)
+    api.connect("erin", channels=["lobby"], channel_configs={"lobby": {"store_history": True}})
+    hello, data, hidden = api.publish(
+        {"channel": "lobby", "user": "bob", "message": {"text": "hello everyone"}},
+        {"channel": "lobby", "user": "bob", "message": {"score": 3, "items": list(range(100))}},
+        {"channel": "lobby", "user": "bob", "message": {"text": "psst"}, "exclude_users": ["zed"]},
+    )
+    api.ok(
+        "/message",
+        [{"uuid": hello["uuid"], "channel": "lobby", "message": {"text": "hi"}}],
+        "PATCH",
+    )
+    sign_in(page, server)
+
+    page.click("button[data-channel=lobby]")
+    detail = page.locator("#channel-detail")
+    expect(detail).to_contain_text("1 user · 1 connection")
+    detail.locator("summary", has_text="History").click()
+
+    expect(detail.locator("summary", has_text="History")).to_have_text("History: 3 messages")
+    table = detail.locator("table.history")
+    expect(table.locator("th")).to_have_text(["Time", "User", "Message", "Notes"])
+    edited = table.locator(f"tr[data-uuid='{hello['uuid']}'] td")
+    expect(edited.nth(1)).to_have_text("bob")
+    expect(edited.nth(2)).to_have_text("hi")
+    expect(edited.nth(3)).to_have_text(re.compile(r"^edited \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+    summary = table.locator(f"tr[data-uuid='{data['uuid']}'] td").nth(2)
+    expect(summary).to_have_text(re.compile(r'^\{"score":3,"items":\[0,1,2,.*…$'))
+    expect(table.locator(f"tr[data-uuid='{hidden['uuid']}'] td").nth(3)).to_have_text("not to zed")
+    expect(detail.locator("pre")).to_have_count(1)  # the settings; no raw JSON per message
+    assert table.evaluate("table => table.getBoundingClientRect().height") < 300
+
+
+def test_counts_are_pluralised(page: Any, server: RunningServer) -> None:
+    api = ApiClient(server.base_url, SECRET)
+    config = {"store_history": True}
+    one = api.connect("frank", channels=["solo", "pair"], channel_configs={"solo": config})
+    api.connect("gina", channels=["pair"])
+    api.publish({"channel": "solo", "user": "frank", "message": {"text": "alone"}})
+    with WsListener.open(server.ws_url, one):
+        sign_in(page, server)
+        detail = page.locator("#channel-detail")
+
+        page.click("button[data-channel=solo]")
+        expect(detail).to_contain_text("· 1 user · 1 connection")
+        expect(detail.locator("summary", has_text="History")).to_have_text("History: 1 message")
+        expect(detail.locator("summary", has_text="Users")).to_have_text("Users: 1 user")
+        page.click("button[data-channel=pair]")
+        expect(detail).to_contain_text("· 2 users · 2 connections")
+        expect(detail.locator("summary", has_text="History")).to_have_text("History: 0 messages")
+        expect(detail.locator("summary", has_text="Users")).to_have_text("Users: 2 users")
+        expect(page.locator(f"[data-conn-id='{one}']")).to_contain_text("· 1 listener ·")
+        expect(page.locator("tr[data-user=gina]")).to_contain_text("· 0 listeners ·")
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_the_panel_fits_a_phone_screen(page: Any, server: RunningServer) -> None:
+    api = ApiClient(server.base_url, SECRET)
+    conn_id = api.connect(
+        "a-user-with-a-rather-long-name",
+        channels=["a-channel-with-a-rather-long-name-too"],
+        channel_configs={"a-channel-with-a-rather-long-name-too": {"store_history": True}},
+        user_state={"mood": "x" * 80},
+        state_public_keys=["mood"],
+    )
+    api.publish(
+        {
+            "channel": "a-channel-with-a-rather-long-name-too",
+            "user": "a-user-with-a-rather-long-name",
+            "message": {"text": "w" * 300},
+        }
+    )
+    page.set_viewport_size(PHONE)
+    sign_in(page, server)
+    for control in ("#sign-out", "header nav a", "[data-figure=connections]"):
+        expect(page.locator(control)).to_be_in_viewport()
+    channel = page.locator("button[data-channel]")
+    expect(channel).to_be_visible()
+    channel.click()
+    page.locator("#channel-detail summary", has_text="History").click()
+    expect(page.locator("#channel-detail table.history tbody tr")).to_have_count(1)
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    for control in (f"button[data-disconnect='{conn_id}']", "button[data-channel]"):
+        box = page.locator(control).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
 
 
 def test_signing_out_ends_the_session(page: Any, server: RunningServer) -> None:

@@ -6,20 +6,25 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import itsdangerous
 from playwright.sync_api import expect
 
 from channelstream.api.security import TOKEN_HEADER
-from tests.browser.conftest import SECRET, PageLog, sign_in
+from tests.browser.conftest import ADMIN_SECRET, ADMIN_USER, SECRET, PageLog
 from tests.e2e.apiclient import ApiClient
 from tests.e2e.conftest import RunningServer
 
 
 def open_explorer(page: Any, server: RunningServer) -> None:
-    sign_in(page, server)
-    expect(page).to_have_url(server.base_url + "/admin")
+    """Open the explorer as a visitor does: sent to sign in, and back to the explorer."""
     page.goto(server.base_url + "/api-explorer")
+    expect(page).to_have_url(server.base_url + "/admin/sign_in?came_from=%2Fapi-explorer")
+    page.fill("#username", ADMIN_USER)
+    page.fill("#password", ADMIN_SECRET)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(server.base_url + "/api-explorer")
     expect(page.locator("#operations-API-connect")).to_be_visible()
 
 
@@ -124,3 +129,64 @@ def test_the_pages_signer_makes_itsdangerous_tokens(page: Any, server: RunningSe
             [secret, value],
         )
         assert itsdangerous.TimestampSigner(secret).unsign(fresh, max_age=60) == value.encode()
+
+
+def test_signing_in_from_the_explorer_returns_to_it_and_a_wrong_password_too(
+    page: Any, server: RunningServer
+) -> None:
+    page.goto(server.base_url + "/api-explorer")
+    page.fill("#username", ADMIN_USER)
+    page.fill("#password", "wrong")
+    page.click("button[type=submit]")
+    expect(page.locator("#sign-in-error")).to_have_text("Wrong user name or password.")
+
+    page.fill("#password", ADMIN_SECRET)
+    page.click("button[type=submit]")
+
+    expect(page).to_have_url(server.base_url + "/api-explorer")
+    expect(page.locator("#operations-API-connect")).to_be_visible()
+
+
+def test_signing_in_never_follows_a_return_path_off_the_server(
+    page: Any, server: RunningServer
+) -> None:
+    """A link to the sign-in form with another site as `came_from` lands on the panel."""
+    for came_from in ("//evil.example/", "https://evil.example/", "/\\evil.example/"):
+        page.context.clear_cookies()
+        page.goto(server.base_url + "/admin/sign_in?" + urlencode({"came_from": came_from}))
+        page.fill("#username", ADMIN_USER)
+        page.fill("#password", ADMIN_SECRET)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(server.base_url + "/admin")
+
+
+def test_the_servers_box_is_gone_and_calls_still_go_to_this_server(
+    page: Any, server: RunningServer
+) -> None:
+    open_explorer(page, server)
+    page.fill("#secret", SECRET)
+
+    expect(page.locator(".swagger-ui .servers")).to_be_hidden()
+    expect(page.get_by_text("Servers", exact=True)).to_be_hidden()
+    _, health = try_it_out(page, "Operations-health")
+    assert health == {"status": "ok"}
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_the_explorer_fits_a_phone_screen(page: Any, server: RunningServer) -> None:
+    page.set_viewport_size(PHONE)
+    open_explorer(page, server)
+
+    for control in ("#secret", "#secret-form button", ".explorer-bar nav a"):
+        expect(page.locator(control)).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    operation = page.locator("#operations-API-connect .opblock-summary").first
+    operation.scroll_into_view_if_needed()
+    box = operation.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    page.fill("#secret", SECRET)
+    _, connected = try_it_out(page, "API-connect", {"username": "phone-user"})
+    assert connected["username"] == "phone-user"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

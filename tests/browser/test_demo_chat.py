@@ -318,3 +318,107 @@ def test_without_websocket_the_page_falls_back_and_still_delivers(
     expect(channel_message(alice, bob_name, f"from bob over {transport}")).to_be_visible(
         timeout=WAIT_MS
     )
+
+
+def own_item(page: Any, user: str, text: str) -> Any:
+    """The list item of one's own channel message, found by its text once and then by uuid
+    (its text changes while it is edited)."""
+    message = channel_message(page, user, text)
+    expect(message).to_be_visible(timeout=WAIT_MS)
+    return page.locator(f'#messages li[data-uuid="{message.get_attribute("data-uuid")}"]')
+
+
+def test_a_second_click_on_edit_keeps_the_open_edit(contexts, chat):
+    """It used to throw `Cannot read properties of null` (the page's console errors fail
+    the test when the contexts close)."""
+    (alice_name,) = names("alice")
+    alice = sign_in(contexts, chat, alice_name)
+    send(alice, "typo here")
+    item = own_item(alice, alice_name, "typo here")
+
+    item.locator(".edit").click()
+    item.locator(".edit-text").fill("draft")
+    item.locator(".edit").click()
+
+    expect(item.locator(".edit-text")).to_have_value("draft")
+    expect(item.locator(".edit-text")).to_be_focused()
+    item.locator(".save").click()
+    expect(item.locator(".text")).to_have_text("draft", timeout=WAIT_MS)
+    assert contexts.unexpected_errors() == []
+
+
+def test_new_messages_show_while_an_edit_is_open_and_the_draft_stays(contexts, chat):
+    alice_name, bob_name = names("alice", "bob")
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(contexts, chat, bob_name)
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+    send(alice, "first version")
+    item = own_item(alice, alice_name, "first version")
+    item.locator(".edit").click()
+    item.locator(".edit-text").fill("second vers")
+
+    send(bob, "news from bob")
+    send(bob, "more news from bob")
+
+    expect(channel_message(alice, bob_name, "more news from bob")).to_be_visible(timeout=WAIT_MS)
+    expect(channel_message(alice, bob_name, "news from bob")).to_have_count(2)  # both match
+    expect(item.locator(".edit-text")).to_have_value("second vers")
+    alice.keyboard.type("ion")  # the caret and focus stayed in the draft
+    expect(item.locator(".edit-text")).to_have_value("second version")
+    item.locator(".save").click()
+    on_bob = bob.locator(f'#messages li[data-user="{alice_name}"]')
+    expect(on_bob.locator(".text")).to_have_text("second version", timeout=WAIT_MS)
+
+
+def test_saving_an_unchanged_edit_sends_nothing_and_marks_nothing(contexts, chat):
+    alice_name, bob_name = names("alice", "bob")
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(contexts, chat, bob_name)
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+    edits: list[str] = []
+    alice.on(
+        "request", lambda request: edits.append(request.url) if request.method == "PATCH" else None
+    )
+    send(alice, "already right")
+    item = own_item(alice, alice_name, "already right")
+    expect(channel_message(bob, alice_name, "already right")).to_be_visible(timeout=WAIT_MS)
+
+    item.locator(".edit").click()
+    item.locator(".save").click()
+    send(alice, "sent after the save")  # bob gets this after any edit the save had sent
+
+    expect(channel_message(bob, alice_name, "sent after the save")).to_be_visible(timeout=WAIT_MS)
+    assert edits == []
+    expect(item.locator(".edit-text")).to_have_count(0)
+    for page in (alice, bob):
+        expect(channel_message(page, alice_name, "already right").locator(".edited")).to_have_count(
+            0
+        )
+
+
+def test_the_sign_in_page_looks_like_the_chat(contexts, chat):
+    contexts.allowed_errors.append(r"status of 400 \(Bad Request\)")  # the refused name
+    page = contexts.new_page()
+    page.goto(chat.demo.base_url + "/")
+    sign_in_header = page.locator("header")
+    expect(sign_in_header.locator("h1")).to_have_text("Channelstream chat")
+    header_style = sign_in_header.evaluate(
+        "header => [getComputedStyle(header).backgroundColor, getComputedStyle(header).color]"
+    )
+    card = page.locator(".card", has=page.locator("#username"))
+    expect(card).to_have_css("background-color", "rgb(255, 255, 255)")
+    page.fill("#username", "not a name!")
+    page.evaluate("document.querySelector('form').noValidate = true")
+    page.click("button[type=submit]")
+    expect(card.locator(".error")).to_be_visible()  # the error shows in the same card
+
+    page.fill("#username", names("alice")[0])
+    page.click("button[type=submit]")
+    chat_header = page.locator("header")
+    expect(page.locator("#me")).to_be_visible()
+    assert (
+        chat_header.evaluate(
+            "header => [getComputedStyle(header).backgroundColor, getComputedStyle(header).color]"
+        )
+        == header_style
+    )

@@ -16,6 +16,7 @@ import uuid
 import pytest
 import websocket
 
+from channelstream.api.errors import ERROR_CODES
 from channelstream.signature import sign
 from tests.e2e.apiclient import ApiClient, WsListener, has_text, is_presence, wait_for_log
 from tests.e2e.conftest import HOST
@@ -396,7 +397,9 @@ def test_malformed_http_is_refused_by_the_http_server(
     assert answer_status == status
     assert headers.get("connection") == "close"
     assert headers.get("content-type", "").startswith("application/json")
-    assert json.loads(body)["code"].startswith(str(status))
+    answer = json.loads(body)
+    assert answer["code"].startswith(str(status))
+    assert answer["error"] == ERROR_CODES[status]  # a code of its own, never the fallback
     [line] = server_log.refusals()
     assert (
         f"WARNING [channelstream.server] refused a malformed request from {HOST}: {status}" in line

@@ -11,6 +11,7 @@ import pytest
 
 from channelstream import __version__
 from channelstream.api.throttle import FailureThrottle
+from channelstream.settings import SettingsError
 from tests.functional.conftest import (
     ADMIN_SECRET,
     CHANNEL_INFO_KEYS,
@@ -78,21 +79,21 @@ def frozen_throttle(client: ApiClient) -> FrozenClock:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "location"),
     [
-        ("GET", "/admin"),
-        ("GET", "/admin/admin.json"),
-        ("POST", "/admin/admin.json"),
-        ("POST", "/admin/disconnect"),
-        ("GET", "/api-explorer"),
+        ("GET", "/admin", "/admin/sign_in"),
+        ("GET", "/admin/admin.json", "/admin/sign_in"),
+        ("POST", "/admin/admin.json", "/admin/sign_in"),
+        ("POST", "/admin/disconnect", "/admin/sign_in"),
+        ("GET", "/api-explorer", "/admin/sign_in?came_from=%2Fapi-explorer"),
     ],
 )
 def test_anonymous_visitors_are_sent_to_the_sign_in_page(
-    client: ApiClient, method: str, path: str
+    client: ApiClient, method: str, path: str, location: str
 ) -> None:
     response = call(client, method, path, signed=False, status=302)
 
-    assert response.headers["Location"] == "/admin/sign_in"
+    assert response.headers["Location"] == location
 
 
 def test_a_disallowed_address_is_sent_to_the_sign_in_page_too(client: ApiClient) -> None:
@@ -198,10 +199,13 @@ def test_a_success_clears_the_count_and_other_addresses_are_not_refused(
     assert sign_in(client, "admin", "guess").status_int == 200, "the count started over"
 
 
-def test_an_empty_admin_secret_lets_nobody_in(make_client: ClientFactory) -> None:
-    client = make_client(admin_secret="")
-
-    assert sign_in(client, "admin", "").status_int == 200
+def test_an_empty_admin_secret_is_refused_before_any_app_is_built(
+    make_client: ClientFactory,
+) -> None:
+    """An empty admin_secret once meant "nobody may sign in"; it is now refused at start
+    (API.md §4.4), so no app ever runs with an empty password."""
+    with pytest.raises(SettingsError, match="^admin_secret is empty in the settings given"):
+        make_client(admin_secret="")
 
 
 def test_signing_out_clears_the_cookie(admin_client: ApiClient) -> None:

@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 import webtest
 from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.router import Router
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from tests.e2e.conftest import PASTE_LOGGING
 from tests.functional.conftest import LOCALHOST, ApiClient
@@ -83,11 +86,8 @@ def test_a_host_apps_bare_keys_alone_configure_nothing(host_app: Any) -> None:
     app = host_app({"secret": "host-secret", "admin_user": "root", "max_connections": "1"})
 
     settings = app.registry.channelstream_settings
-    assert (settings.secret, settings.admin_user, settings.max_connections) == (
-        "secret",
-        "admin",
-        0,
-    )
+    assert (settings.admin_user, settings.max_connections) == ("admin", 0)
+    assert settings.secret not in {"host-secret", ""}  # not given: made at random
 
 
 def test_an_include_without_log_level_leaves_the_hosts_levels_alone(host_app: Any) -> None:
@@ -206,3 +206,32 @@ def test_the_paste_factory_applies_log_level_and_log_format_under_pserve(tmp_pat
     assert loaded["websocket"] == "WARNING"  # the ini's root is DEBUG
     assert loaded["root"] == "DEBUG"  # the ini's, kept
     assert loaded["formatters"] == ["JsonFormatter"]
+
+
+# ------------------------------------------------------------- "/" stays the host's
+
+
+def host_home(request: Request) -> Response:
+    return Response(b"the host's home page", content_type="text/plain")
+
+
+@pytest.mark.parametrize("route_prefix", [None, "/cs"])
+def test_an_include_leaves_the_hosts_own_home_page_alone(route_prefix: str | None) -> None:
+    """channelstream's "/" page is its own app's only: a host that mounts channelstream, with
+    or without a prefix, and registers its "/" afterwards still answers it."""
+    config = Configurator(settings={"channelstream.secret": "s"})
+    config.include("channelstream", route_prefix=route_prefix)
+    config.add_route("host_home", "/")
+    # public: the include sets channelstream's security policy and default permission
+    config.add_view(host_home, route_name="host_home", permission=NO_PERMISSION_REQUIRED)
+    app = config.make_wsgi_app()
+    try:
+        testapp = webtest.TestApp(app, extra_environ={"REMOTE_ADDR": LOCALHOST})
+        prefix = route_prefix or ""
+        assert testapp.get("/").text == "the host's home page"
+        if route_prefix:
+            testapp.get(f"{prefix}/", status=404)
+        document = api_client(app, "s").call("GET", f"{prefix}/openapi.json").json
+        assert "/" not in document["paths"] and "/health" in document["paths"]
+    finally:
+        app.registry.channelstream_node.stop()

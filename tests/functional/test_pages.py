@@ -4,10 +4,12 @@ outside (the browser tests in tests/browser/ check the same in a real browser)."
 from __future__ import annotations
 
 import re
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
-from tests.functional.conftest import ApiClient
+from tests.functional.conftest import ADMIN_SECRET, ADMIN_USER, ApiClient
 
 # src="..." / href="..." / url(...) / import ... from "..."
 REFERENCE = re.compile(
@@ -81,3 +83,111 @@ def test_the_explorer_page_wires_swagger_ui_to_the_document_and_the_signer(
     assert "requestInterceptor: signRequest" in script
     assert "validatorUrl: null" in script  # no badge from validator.swagger.io
     assert 'import { sign } from "./signer.js"' in script
+
+
+# ----------------------------------------------------------------------------- GET /
+
+INDEX_LINKS = ["api-explorer", "admin", "openapi.json", "health", "ready"]
+
+
+def test_the_home_page_links_the_servers_pages_and_loads_only_its_files(client: ApiClient) -> None:
+    page = client.get("/")
+
+    assert page.content_type == "text/html"
+    assert_local(page.text, "/")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    links = [ref for ref in references(page.text) if not ref.startswith(("static/", "data:"))]
+    assert links == INDEX_LINKS
+    client.get("/static/admin/admin.css")
+
+
+@pytest.mark.parametrize(
+    ("link", "status"),
+    [("api-explorer", 302), ("admin", 302), ("openapi.json", 403), ("health", 200), ("ready", 200)],
+)
+def test_no_link_of_the_home_page_is_dead(client: ApiClient, link: str, status: int) -> None:
+    """Relative links, resolved against "/": the sign-in pages redirect, the document asks
+    for a signature, the checks answer."""
+    client.get("/" + link, status=status)
+
+
+def test_under_x_script_name_the_home_page_answers_at_the_prefix(client: ApiClient) -> None:
+    page = client.get("/cs/", headers={"X-Script-Name": "/cs"})
+    redirect = client.get("/cs/api-explorer", headers={"X-Script-Name": "/cs"}, status=302)
+
+    assert 'href="api-explorer"' in page.text  # relative: /cs/api-explorer from /cs/
+    assert redirect.headers["Location"] == "/cs/admin/sign_in?came_from=%2Fcs%2Fapi-explorer"
+
+
+def test_the_home_page_is_documented_with_the_other_pages(client: ApiClient) -> None:
+    document = client.call("GET", "/openapi.json").json
+
+    operation = document["paths"]["/"]["get"]
+    assert operation["tags"] == ["Pages"] and operation["security"] == []
+    assert "text/html" in operation["responses"]["200"]["content"]
+
+
+# ------------------------------------------------------- signing in returns to the page
+
+UNSAFE_RETURN_PATHS = [
+    "//evil.example",
+    "https://evil.example/",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/admin\\..\\evil",
+    "/\t/evil.example",
+    "/ /evil.example",
+    "/\r\nSet-Cookie: x=y",
+    "/x\x00",
+    "/\x7f",
+    "/é",
+    "javascript:alert(1)",
+    "evil.example/x",
+    "api-explorer",
+    " /api-explorer",
+    "/" + "a" * 2000,
+]
+
+
+def sign_in_returning(client: ApiClient, came_from: str, password: str = ADMIN_SECRET) -> Any:
+    form = {"username": ADMIN_USER, "password": password, "came_from": came_from}
+    return client.testapp.post("/admin/sign_in", form, expect_errors=True)
+
+
+def test_the_explorer_sends_anonymous_visitors_to_sign_in_and_back(client: ApiClient) -> None:
+    redirect = client.get("/api-explorer", status=302)
+    form = client.get(redirect.headers["Location"])
+
+    assert redirect.headers["Location"] == "/admin/sign_in?came_from=%2Fapi-explorer"
+    assert 'name="came_from" id="came-from" value="/api-explorer"' in form.text
+    signed_in = sign_in_returning(client, "/api-explorer")
+    assert signed_in.status_int == 302
+    assert signed_in.headers["Location"] == "/api-explorer"
+    client.get("/api-explorer")  # 200 with the session
+
+
+def test_a_wrong_password_keeps_where_to_return(client: ApiClient) -> None:
+    page = sign_in_returning(client, "/api-explorer", password="wrong")
+
+    assert page.status_int == 200
+    assert 'value="/api-explorer"' in page.text
+
+
+def test_without_a_return_path_signing_in_opens_the_admin_panel(client: ApiClient) -> None:
+    assert sign_in_returning(client, "").headers["Location"] == "/admin"
+
+
+@pytest.mark.parametrize("came_from", UNSAFE_RETURN_PATHS)
+def test_signing_in_never_redirects_off_the_server(client: ApiClient, came_from: str) -> None:
+    signed_in = sign_in_returning(client, came_from)
+
+    assert signed_in.status_int == 302
+    assert signed_in.headers["Location"] == "/admin"
+
+
+@pytest.mark.parametrize("came_from", UNSAFE_RETURN_PATHS)
+def test_the_form_drops_an_unsafe_return_path(client: ApiClient, came_from: str) -> None:
+    form = client.get("/admin/sign_in", query=urlencode({"came_from": came_from}))
+
+    assert 'name="came_from" id="came-from" value=""' in form.text
+    assert "evil" not in form.text

@@ -51,6 +51,10 @@ ROUTES = {
     "admin_sign_in": "/admin/sign_in",
     "admin_sign_out": "/admin/sign_out",
 }
+# Routes of channelstream as its own app only (`channelstream.app.make_app`): in a host Pyramid
+# app, "/" is the host's. The OpenAPI document lists them where they are registered.
+OWN_APP_ROUTES = {"index": "/"}
+DOCUMENTED_ROUTES = {**ROUTES, **OWN_APP_ROUTES}
 STATIC_MAX_AGE = 3600
 
 

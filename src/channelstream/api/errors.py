@@ -14,9 +14,10 @@ max_connections) and for security (401, 403); INFO for malformed or invalid inpu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from marshmallow import ValidationError
 from pyramid.config import Configurator
@@ -46,6 +47,7 @@ ERROR_CODES = {
     404: "not_found",
     406: "https_required",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "invalid",
     426: "upgrade_required",
@@ -194,20 +196,55 @@ class LocalRedirect(Response):
 
 
 def local_redirect(
-    request: Request, route_name: str, headers: Iterable[tuple[str, str]] = ()
+    request: Request,
+    route_name: str,
+    headers: Iterable[tuple[str, str]] = (),
+    query: Mapping[str, str] | None = None,
 ) -> Response:
     """Redirect to a route of this app by its path (script name and route prefix included),
     never by a URL built from the Host header. Leading slashes and backslashes of the path are
     collapsed and other unsafe characters quoted, so an odd X-Script-Name cannot turn it into
     `//elsewhere`."""
     path = request.route_path(route_name)
-    return LocalRedirect("/" + quote(path.lstrip("/\\\t "), safe="/%:@!$&'()*+,;=-._~"), headers)
+    location = "/" + quote(path.lstrip("/\\\t "), safe="/%:@!$&'()*+,;=-._~")
+    return LocalRedirect(location + (f"?{urlencode(query)}" if query else ""), headers)
+
+
+# A path of this site, as a browser may be sent back to it after signing in: one "/" then URL
+# characters only (RFC 3986 path and query), so no scheme, no host, no `//` or `/\`, no
+# backslash, whitespace or control character a browser could read as another site.
+RETURN_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
+RETURN_PATH_MAX_LENGTH = 2000
+RETURN_TO = "came_from"  # the sign-in form's field (and query parameter) for it
+
+
+def return_path(value: str | None) -> str | None:
+    """`value` if it is a local path to send the browser back to after signing in, else None
+    (never an open redirect: only what RETURN_PATH accepts)."""
+    if value and len(value) <= RETURN_PATH_MAX_LENGTH and RETURN_PATH.fullmatch(value):
+        return value
+    return None
+
+
+# Pages the sign-in form sends the browser back to; after signing in from anywhere else (the
+# admin panel, its JSON) the browser lands on the admin panel.
+RETURN_AFTER_SIGN_IN_ROUTES = frozenset({"api_explorer"})
+
+
+def sign_in_redirect(request: Request, route_name: str) -> Response:
+    """To the sign-in form; from a page of RETURN_AFTER_SIGN_IN_ROUTES, with `came_from` so the
+    form sends the browser back to it (its path as the browser asked for it: script name and
+    route prefix included)."""
+    back = None
+    if route_name in RETURN_AFTER_SIGN_IN_ROUTES and request.method in ("GET", "HEAD"):
+        back = return_path(request.path_qs)
+    return local_redirect(request, "admin_sign_in", query={RETURN_TO: back} if back else None)
 
 
 def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
     route = request.matched_route
     if route is not None and route.name in SIGN_IN_REDIRECT_ROUTES:
-        return local_redirect(request, "admin_sign_in")
+        return sign_in_redirect(request, route.name)
     return http_exception_view(exc, request)
 
 

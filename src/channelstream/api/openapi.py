@@ -24,11 +24,12 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.field_converter import FieldConverterMixin
 from marshmallow import fields
 from pyramid.config import Configurator
+from pyramid.interfaces import IRoutesMapper
 from pyramid.request import Request
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from channelstream import __version__, schemas
-from channelstream.api import ROUTES
+from channelstream.api import DOCUMENTED_ROUTES, ROUTES
 from channelstream.api.documented import (
     ADMIN_TAG,
     API_TAG,
@@ -383,6 +384,7 @@ def package_introspector() -> Any:
     for name, pattern in ROUTES.items():
         config.add_route(name, pattern)
     config.scan("channelstream.api.views")
+    config.include("channelstream.api.views.index")
     config.commit()
     return config.registry.introspector
 
@@ -466,6 +468,8 @@ def document_for(request: Request) -> dict[str, Any]:
         # an app configured without introspection has none to walk: this package's views
         introspector = registry.introspector
         introspector = introspector if introspector.get_category("views") else None
-        document = registry.channelstream_openapi = build_document(ROUTES, introspector)
+        mapper = registry.getUtility(IRoutesMapper)  # "/" only where the app registered it
+        routes = {name: path for name, path in DOCUMENTED_ROUTES.items() if mapper.get_route(name)}
+        document = registry.channelstream_openapi = build_document(routes, introspector)
     base = request.route_path("connect").removesuffix(ROUTES["connect"])
     return {**document, "servers": [{"url": base or "/"}]}

@@ -11,6 +11,8 @@ const messages = new Map(); // channel -> Map uuid -> message
 const directMessages = new Map(); // uuid -> message
 const dmRecipients = new Map(); // uuid -> pm_users of the direct messages sent from here
 let current = config.channels[0];
+// The message being edited ({uuid, item}): its list item, with the draft, survives re-renders.
+let editing = null;
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -205,38 +207,80 @@ function messageItem(message, routing) {
 }
 
 function startEditing(item, text, routing) {
+    if (editing && editing.item === item) {
+        editing.input.focus(); // already open: a second click changes nothing
+        return;
+    }
+    if (editing) {
+        // one edit at a time: close the other one (the lists render anew), then open this one
+        const uuid = item.dataset.uuid;
+        stopEditing();
+        const fresh = [...document.querySelectorAll('li.message')].find((li) => li.dataset.uuid === uuid);
+        fresh?.querySelector('.edit')?.click();
+        return;
+    }
     const input = element('input', {class: 'edit-text', value: text, maxLength: 2000});
     const save = element('button', {class: 'save', type: 'button', textContent: 'Save'});
-    save.addEventListener('click', () => {
-        if (input.value.trim()) {
+    const cancel = element('button', {class: 'cancel', type: 'button', textContent: 'Cancel'});
+    const finish = () => {
+        // unchanged (or emptied): nothing to send, so the message is not marked edited
+        if (input.value.trim() && input.value !== text) {
             connection.edit({uuid: item.dataset.uuid, ...routing, message: {text: input.value}});
         }
-        item.classList.remove('editing'); // the edit comes back from channelstream
-        renderMessages();
-        renderDirectMessages();
+        stopEditing(); // the edit itself comes back from channelstream
+    };
+    save.addEventListener('click', finish);
+    cancel.addEventListener('click', stopEditing);
+    input.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter') {
+            finish();
+        } else if (event.key === 'Escape') {
+            stopEditing();
+        }
     });
+    editing = {uuid: item.dataset.uuid, item, input};
     item.classList.add('editing');
     item.querySelector('.text').replaceWith(input);
-    item.append(save);
+    item.append(save, cancel);
     input.focus();
+}
+
+function stopEditing() {
+    editing = null;
+    renderMessages();
+    renderDirectMessages();
+}
+
+// The list's items for `messages`, with the item being edited kept as it is (draft, caret
+// and focus included) so that messages arriving meanwhile still show.
+function showItems(list, messages, makeItem) {
+    const kept = editing && messages.some((message) => message.uuid === editing.uuid) ? editing : null;
+    const focused = kept && document.activeElement === kept.input;
+    const [start, end] = focused ? [kept.input.selectionStart, kept.input.selectionEnd] : [0, 0];
+    list.replaceChildren(...messages.map((message) => (kept && message.uuid === kept.uuid ? kept.item : makeItem(message))));
+    if (focused) {
+        kept.input.focus();
+        kept.input.setSelectionRange(start, end);
+    }
+    if (editing && !editing.item.isConnected) {
+        editing = null; // its message was deleted, or the page shows another channel
+    }
 }
 
 function renderMessages() {
     const list = $('#messages');
-    if (list.querySelector('.editing')) {
-        return; // do not throw away an edit in progress (the next render catches up)
-    }
+    const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
     const stored = [...channelMessages(current).values()].sort(byTime);
-    list.replaceChildren(...stored.map((message) => messageItem(message, {channel: current})));
-    list.scrollTop = list.scrollHeight;
+    showItems(list, stored, (message) => messageItem(message, {channel: current}));
+    if (atBottom || !editing) {
+        list.scrollTop = list.scrollHeight;
+    }
 }
 
 function renderDirectMessages() {
     const list = $('#direct-messages');
-    if (list.querySelector('.editing')) {
-        return;
-    }
-    const items = [...directMessages.values()].sort(byTime).map((message) => {
+    const sorted = [...directMessages.values()].sort(byTime);
+    showItems(list, sorted, (message) => {
         const pmUsers = dmRecipients.get(message.uuid) || [message.user, me];
         const others = pmUsers.filter((user) => user !== me);
         const item = messageItem(message, {pm_users: pmUsers});
@@ -246,7 +290,6 @@ function renderDirectMessages() {
         item.dataset.peer = message.user === me ? others.join(',') : message.user;
         return item;
     });
-    list.replaceChildren(...items);
 }
 
 function renderPresence() {

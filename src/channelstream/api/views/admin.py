@@ -38,7 +38,13 @@ from channelstream.api.documented import (
     html_page,
     request_body,
 )
-from channelstream.api.errors import error_response, local_redirect, log_refusal
+from channelstream.api.errors import (
+    LocalRedirect,
+    error_response,
+    local_redirect,
+    log_refusal,
+    return_path,
+)
 from channelstream.api.openapi import ADMIN_EXAMPLE, BODY_ERRORS, CONN_ID, error_example
 from channelstream.api.security import (
     ADMIN_PERMISSION,
@@ -55,6 +61,7 @@ from channelstream.schemas import (
     DisconnectBodySchema,
     ErrorSchema,
     SignInFormSchema,
+    SignInReturnSchema,
     SignOutResponseSchema,
 )
 
@@ -180,11 +187,14 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 @view_defaults(route_name="admin_sign_in", permission=NO_PERMISSION_REQUIRED)
 class SignInViews(NodeView):
-    def form(self, username: str = "", error: str = "", status: int = 200) -> Response:
+    def form(
+        self, username: str = "", error: str = "", status: int = 200, came_from: str = ""
+    ) -> Response:
         page = Template(package_text(PAGES, "static/admin/sign_in.html")).substitute(
             username=html.escape(username),
             error=html.escape(error),
             error_hidden="" if error else "hidden",
+            came_from=html.escape(return_path(came_from) or ""),
         )
         return page_response(page, status)
 
@@ -193,10 +203,12 @@ class SignInViews(NodeView):
         "The sign-in form",
         tag=PAGES_TAG,
         operation_id="admin_sign_in_form",
+        query=SignInReturnSchema,
         responses={"200": html_page()},
     )
     def show(self) -> Response:
-        return self.form()
+        query = SignInReturnSchema.shared().load(dict(self.request.GET))
+        return self.form(came_from=query["came_from"])
 
     @view_config(request_method="POST")
     @documented(
@@ -204,15 +216,17 @@ class SignInViews(NodeView):
         tag=PAGES_TAG,
         operation_id="admin_sign_in",
         description="The right `admin_user` and `admin_secret` set the session cookie and "
-        "redirect to `/admin`. Wrong ones show the form again. After repeated failures from one "
-        "address, its next attempts are refused with 429 and `Retry-After` until a back-off "
-        "has passed (0.5 s doubling to 8 s, the first failure free), without the credentials "
-        "being checked. A form from another origin (`Origin` header) is refused with 403.",
+        "redirect to `came_from` when it is a path of this server (the page that sent the "
+        "browser to the form), else to `/admin`. Wrong ones show the form again. After "
+        "repeated failures from one address, its next attempts are refused with 429 and "
+        "`Retry-After` until a back-off has passed (0.5 s doubling to 8 s, the first failure "
+        "free), without the credentials being checked. A form from another origin (`Origin` "
+        "header) is refused with 403.",
         request=request_body(SignInFormSchema, media_type=FORM),
         responses={
             "200": html_page("Wrong credentials: the form again"),
             "302": {
-                "description": "Signed in: redirected to /admin with the cookie set",
+                "description": "Signed in: redirected to `came_from` or /admin with the cookie set",
                 "headers": {
                     "Set-Cookie": {"schema": {"type": "string"}},
                     "Location": {"schema": {"type": "string"}, "example": "/admin"},
@@ -263,16 +277,20 @@ class SignInViews(NodeView):
         address = client_address(request, settings.trusted_proxies)
         wait = throttle.retry_after(address)
         if wait > 0:
-            return self.too_many_failures(data["username"], math.ceil(wait))
+            return self.too_many_failures(data["username"], data["came_from"], math.ceil(wait))
         if credentials_match(
             data["username"], data["password"], settings.admin_user, settings.admin_secret
         ):
             throttle.succeeded(address)
-            return local_redirect(request, "admin", remember(request, settings.admin_user))
+            session = remember(request, settings.admin_user)
+            back = return_path(data["came_from"])
+            return (
+                LocalRedirect(back, session) if back else local_redirect(request, "admin", session)
+            )
         throttle.failed(address)
-        return self.form(data["username"], "Wrong user name or password.")
+        return self.form(data["username"], "Wrong user name or password.", 200, data["came_from"])
 
-    def too_many_failures(self, username: str, seconds: int) -> Response:
+    def too_many_failures(self, username: str, came_from: str, seconds: int) -> Response:
         """429 with Retry-After: the form with the message for a browser, the JSON envelope
         for a client that prefers JSON."""
         message = f"Too many failed sign-ins; try again in {seconds} s"
@@ -281,7 +299,7 @@ class SignInViews(NodeView):
         if offers and offers[0][0] == "application/json":
             response = error_response(429, message)
         else:
-            response = self.form(username, message, status=429)
+            response = self.form(username, message, 429, came_from)
         response.headers["Retry-After"] = str(seconds)
         return response
 

@@ -37,6 +37,51 @@ function json(value) {
   return JSON.stringify(value, null, 2);
 }
 
+// "1 connection", "2 connections": counts in words read as a person would write them.
+function count(number, singular, plural = singular + "s") {
+  return `${number} ${number === 1 ? singular : plural}`;
+}
+
+const SUMMARY_LENGTH = 160;
+
+// What a history entry said, on one line: its `text` when it has one, else compact JSON.
+function messageSummary(message) {
+  const text =
+    message && typeof message === "object" && typeof message.text === "string"
+      ? message.text
+      : JSON.stringify(message);
+  return text.length > SUMMARY_LENGTH ? text.slice(0, SUMMARY_LENGTH - 1) + "…" : text;
+}
+
+// Edited, private, hidden from some users: what a history row says besides its text.
+function historyNotes(entry) {
+  const notes = [];
+  if (entry.edited) notes.push(`edited ${shortTime(entry.edited)}`);
+  if (entry.type && entry.type !== "message") notes.push(entry.type);
+  if (entry.pm_users && entry.pm_users.length) notes.push(`only to ${entry.pm_users.join(", ")}`);
+  if (entry.exclude_users && entry.exclude_users.length) notes.push(`not to ${entry.exclude_users.join(", ")}`);
+  return notes.join(" · ");
+}
+
+function historyTable(history) {
+  const rows = history.map((entry) =>
+    el(
+      "tr",
+      { "data-uuid": entry.uuid, class: entry.edited ? "edited" : null },
+      el("td", { "data-label": "Time", text: shortTime(entry.timestamp) }),
+      el("td", { "data-label": "User", text: entry.user || "" }),
+      el("td", { "data-label": "Message", class: "message", title: json(entry.message), text: messageSummary(entry.message) }),
+      el("td", { "data-label": "Notes", class: "notes", text: historyNotes(entry) }),
+    ),
+  );
+  return el(
+    "table",
+    { class: "history" },
+    el("thead", {}, el("tr", {}, ...["Time", "User", "Message", "Notes"].map((name) => el("th", { text: name })))),
+    el("tbody", {}, ...rows),
+  );
+}
+
 function shortTime(iso) {
   return iso ? iso.replace("T", " ").replace(/\.\d+$/, "") + " UTC" : "";
 }
@@ -98,11 +143,11 @@ function renderChannels(data) {
       return el(
         "tr",
         { class: name === state.selectedChannel ? "selected" : null },
-        el("td", {}, select),
-        el("td", { text: String(channel.total_users) }),
-        el("td", { text: String(channel.total_connections) }),
-        el("td", { text: shortTime(channel.last_active) }),
-        el("td", { text: settingsSummary(channel.settings) }),
+        el("td", { "data-label": "Channel" }, select),
+        el("td", { "data-label": "Users", text: String(channel.total_users) }),
+        el("td", { "data-label": "Connections", text: String(channel.total_connections) }),
+        el("td", { "data-label": "Last active", text: shortTime(channel.last_active) }),
+        el("td", { "data-label": "Settings", text: settingsSummary(channel.settings) }),
       );
     }),
   );
@@ -127,20 +172,20 @@ function renderChannelDetail(data) {
       "p",
       { class: "muted" },
       `uuid ${channel.uuid} · last active ${shortTime(channel.last_active)} · ` +
-        `${channel.total_users} users · ${channel.total_connections} connections`,
+        `${count(channel.total_users, "user")} · ${count(channel.total_connections, "connection")}`,
     ),
     el("h4", { text: "Settings" }),
     el("pre", { class: "settings", text: json(channel.settings) }),
     trackedDetails(
       key("history"),
-      `History (${channel.history.length})`,
+      `History: ${count(channel.history.length, "message")}`,
       channel.history.length
-        ? el("ol", { class: "history" }, ...channel.history.map((entry) => el("li", {}, el("pre", { text: json(entry) }))))
+        ? historyTable(channel.history)
         : el("p", { class: "muted", text: "No stored messages." }),
     ),
     trackedDetails(
       key("users"),
-      `Users (${channel.users.length})`,
+      `Users: ${count(channel.users.length, "user")}`,
       channel.users.length
         ? el("ul", {}, ...channel.users.map((user) => el("li", { text: user })))
         : el("p", { class: "muted", text: "No users." }),
@@ -148,7 +193,11 @@ function renderChannelDetail(data) {
   );
 }
 
-async function disconnect(connId, button) {
+async function disconnect(connId, user, button) {
+  const question =
+    `Disconnect ${user}'s connection ${connId}?\n\n` +
+    "Its websocket closes with 1000: a client that follows the protocol does not reconnect.";
+  if (!window.confirm(question)) return;
   button.disabled = true;
   try {
     const response = await fetch(DISCONNECT_URL, {
@@ -173,18 +222,18 @@ function renderUsers(data) {
       el(
         "tr",
         { "data-user": user.user },
-        el("td", { text: user.user }),
-        el("td", {}, el("pre", { class: "state", text: json(user.state) })),
+        el("td", { "data-label": "User", text: user.user }),
+        el("td", { "data-label": "Public state" }, el("pre", { class: "state", text: json(user.state) })),
         el(
           "td",
-          {},
+          { "data-label": "Connections" },
           el(
             "ul",
             { class: "connections" },
             ...user.connections.map((connId) => {
               const connection = connections.get(connId);
               const facts = connection
-                ? `${connection.channels.join(", ") || "no channels"} · ${connection.listeners} listening · ` +
+                ? `${connection.channels.join(", ") || "no channels"} · ${count(connection.listeners, "listener")} · ` +
                   `active ${shortTime(connection.last_active)}`
                 : "";
               const button = el("button", {
@@ -192,7 +241,7 @@ function renderUsers(data) {
                 "data-disconnect": connId,
                 text: "Disconnect",
               });
-              button.addEventListener("click", () => disconnect(connId, button));
+              button.addEventListener("click", () => disconnect(connId, user.user, button));
               return el(
                 "li",
                 { "data-conn-id": connId },
