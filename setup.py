@@ -60,6 +60,7 @@ setup(
             "jsonschema>=4.18",
             "schemathesis>=4.0,<5",
             "playwright>=1.40",
+            "PyYAML>=6.0",  # tests/docker read compose, Prometheus and Grafana files
         ],
         "dev": ["ruff>=0.6", "mypy>=1.10"],
     },

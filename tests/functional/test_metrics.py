@@ -41,6 +41,7 @@ def test_signed_call_reads_metrics(client: ApiClient) -> None:
     ):
         assert value(samples, name) == 0
     assert value(samples, "channelstream_broker_available") == 1
+    assert value(samples, "channelstream_ready") == 1
 
 
 def test_unsigned_call_is_forbidden(client: ApiClient) -> None:
@@ -140,3 +141,12 @@ def test_broker_errors_are_counted(make_client: ClientFactory) -> None:
     samples = scrape(client)
     assert value(samples, "channelstream_broker_errors_total") >= 1
     assert value(samples, "channelstream_broker_available") == 0
+    assert value(samples, "channelstream_ready") == 0
+
+
+def test_draining_node_is_not_ready_but_its_broker_is_available(client: ApiClient) -> None:
+    """The dashboard and alerts tell a node leaving on purpose from a broker outage."""
+    client.node.begin_drain()
+    samples = scrape(client)
+    assert value(samples, "channelstream_ready") == 0
+    assert value(samples, "channelstream_broker_available") == 1

@@ -68,7 +68,14 @@ class NodeCollector(Collector):
         )
         yield GaugeMetricFamily(
             "channelstream_broker_available",
-            "1 while the broker is reachable (what /ready reports), else 0",
+            "1 while the broker is reachable, else 0",
+            value=1 if node.broker.available else 0,
+        )
+        # Apart from broker_available: a draining node is not ready, yet its broker is fine.
+        yield GaugeMetricFamily(
+            "channelstream_ready",
+            "1 while GET /ready answers 200; 0 while draining, the broker is unreachable or "
+            "the node met a command it does not understand",
             value=1 if node.ready else 0,
         )
 
