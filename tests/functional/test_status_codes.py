@@ -99,7 +99,7 @@ def test_a_call_from_a_disallowed_address_is_forbidden_even_with_a_valid_token(
     assert "198.51.100.7" in response.json["message"]
 
 
-@pytest.mark.parametrize("path", ["/", "/nothing", "/messages", "/admin/nothing/here"])
+@pytest.mark.parametrize("path", ["/nothing", "/nothing/", "/messages", "/admin/nothing/here"])
 def test_an_unknown_path_is_a_json_not_found(client: ApiClient, path: str) -> None:
     response = client.call("GET", path, status=404)
 
