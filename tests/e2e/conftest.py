@@ -15,6 +15,7 @@ The server's stdout and stderr go to a log file; a server that exits or does not
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -50,6 +51,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str = "/") -> tuple[int, bytes]:
+    """Status and body of a plain GET on 127.0.0.1:port (a new connection, closed after)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:

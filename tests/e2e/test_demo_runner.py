@@ -3,7 +3,6 @@ connections; a taken port or a server that exits first is said, and the runner e
 
 from __future__ import annotations
 
-import http.client
 import os
 import queue
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import HOST, REPO_ROOT, clean_environ, free_port
+from tests.e2e.conftest import HOST, REPO_ROOT, clean_environ, free_port, http_get
 
 RUN_PY = REPO_ROOT / "examples" / "chat" / "run.py"
 TIMEOUT = 60.0
@@ -109,17 +108,6 @@ def accepts(port: int) -> bool:
         return False
 
 
-def http_status(port: int, path: str) -> int:
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
-
-
 def test_the_urls_are_printed_once_both_servers_accept_and_ctrl_c_stops_both(start_runner):
     port, demo_port = free_port(), free_port()
     runner = start_runner("--port", str(port), "--demo-port", str(demo_port))
@@ -130,8 +118,8 @@ def test_the_urls_are_printed_once_both_servers_accept_and_ctrl_c_stops_both(sta
     )
     # printed after both accepted, and neither has exited since
     assert accepts(port) and accepts(demo_port), runner.output()
-    assert http_status(port, "/health") == 200
-    assert http_status(demo_port, "/") in (200, 302, 303)
+    assert http_get(port, "/health")[0] == 200
+    assert http_get(demo_port, "/")[0] in (200, 302, 303)
     assert runner.stop() == 0
     assert not accepts(port) and not accepts(demo_port)
 

@@ -7,7 +7,6 @@ pip reaches the package index as the rest of the machine does.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import HOST, REPO_ROOT, clean_environ, free_port
+from tests.e2e.conftest import HOST, REPO_ROOT, clean_environ, free_port, http_get
 
 # Installing into a new venv takes seconds from a mirror, minutes from a slow index.
 INSTALL_TIMEOUT = 600.0
@@ -58,16 +57,6 @@ def serves(port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
 @pytest.mark.timeout(INSTALL_TIMEOUT + 120)
 def test_make_run_installs_only_serving_dependencies_and_serves(tmp_path: Path) -> None:
     if shutil.which("make") is None:
@@ -89,9 +78,9 @@ def test_make_run_installs_only_serving_dependencies_and_serves(tmp_path: Path) 
     try:
         if not serves(port, INSTALL_TIMEOUT, process):
             pytest.fail(f"make run did not serve on {port}:\n{log_path.read_text()[-4000:]}")
-        status, _ = get(port, "/health")
+        status, _ = http_get(port, "/health")
         assert status == 200
-        status, page = get(port, "/")
+        status, page = http_get(port, "/")
         assert status == 200 and b"api-explorer" in page
 
         listed = subprocess.run(

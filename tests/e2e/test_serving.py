@@ -15,19 +15,12 @@ import websocket
 import channelstream
 from channelstream.signature import sign
 from tests.e2e.apiclient import ApiClient, WsListener, has_text, wait_for_log
-from tests.e2e.conftest import REPO_ROOT
+from tests.e2e.conftest import REPO_ROOT, http_get
 
 
 def http_status(server, path="/"):
     """Status code of a GET; raises if the server did not answer with an HTTP status line."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
+    return http_get(server.port, path)[0]
 
 
 def ini_secret(ini_text):
