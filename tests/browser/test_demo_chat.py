@@ -1,6 +1,7 @@
 """The chat demo (examples/chat) in headless Chromium, with channelstream and the demo web app
 as real processes: several users in their own browser contexts, presence, messages, edits,
-deletes, direct messages, reconnecting after a restart or a killed connection, and the
+deletes, direct messages, reconnecting after a restart or a killed connection, recovering
+what was missed after being collected (or reloading a channel's history on a gap), and the
 server-sent events and long-poll fallbacks of the browser client (static/channelstream.js).
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from channelstream.client import ChannelstreamClient
 from tests.browser.contexts import BrowserContexts
 from tests.browser.tcpproxy import TcpProxy
 from tests.e2e.conftest import REPO_ROOT, RunningServer
@@ -60,24 +63,37 @@ class ChatDemo:
     channelstream: RunningServer
     demo: RunningServer
     start_server: Callable[..., RunningServer]
+    settings: dict[str, Any]
 
     def restart_channelstream(self) -> None:
         """Stop channelstream (SIGTERM) and start a fresh one on the same port: every
         connection and channel it had is gone."""
         port = self.channelstream.port
         assert self.channelstream.stop() == 0
-        self.channelstream = self.start_server(settings={"secret": SECRET}, port=port)
+        self.channelstream = self.start_server(settings=self.settings, port=port)
+
+    def client(self) -> ChannelstreamClient:
+        """A signed client of channelstream (close it)."""
+        return ChannelstreamClient(self.channelstream.base_url, SECRET, timeout=5)
 
 
 @pytest.fixture
-def chat(start_server: Callable[..., RunningServer]) -> ChatDemo:
-    channelstream = start_server(settings={"secret": SECRET})
+def channelstream_settings() -> dict[str, Any]:
+    """channelstream's settings (a test may parametrize it)."""
+    return {"secret": SECRET}
+
+
+@pytest.fixture
+def chat(
+    start_server: Callable[..., RunningServer], channelstream_settings: dict[str, Any]
+) -> ChatDemo:
+    channelstream = start_server(settings=channelstream_settings)
     demo = start_server(
         ini_text=demo_ini(channelstream.port),
         command="pserve",
         env={"PYTHONPATH": str(DEMO_DIR)},
     )
-    return ChatDemo(channelstream, demo, start_server)
+    return ChatDemo(channelstream, demo, start_server, channelstream_settings)
 
 
 @pytest.fixture
@@ -154,6 +170,29 @@ def connection_id(page: Any) -> str:
     return str(page.evaluate("window.chatConnection.connectionId"))
 
 
+def demo_calls(page: Any, path: str) -> list[str]:
+    """The bodies the page posts to the demo's `path` from now on (a list that fills up)."""
+    bodies: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            bodies.append(request.post_data or "")
+            if request.method == "POST" and request.url.endswith(path)
+            else None
+        ),
+    )
+    return bodies
+
+
+def wait_until_collected(chat: ChatDemo, conn_id: str) -> None:
+    """Wait (up to WAIT_MS) until channelstream no longer has the connection `conn_id`."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    with chat.client() as client:
+        while conn_id in {c["conn_id"] for c in client.admin_info()["connections"]}:
+            assert time.monotonic() < deadline, f"connection {conn_id} was not collected"
+            time.sleep(0.1)
+
+
 def test_two_users_see_each_other_with_their_status(contexts, chat):
     alice_name, bob_name = names("alice", "bob")
     alice = sign_in(contexts, chat, alice_name)
@@ -217,8 +256,9 @@ def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_me
 ):
     """Bob reaches channelstream through a proxy that is blocked while it restarts: alice
     reconnects first and writes; when bob gets through, the new server does not know his
-    connection (4001), so his client connects anew through the web app and the channel's
-    history shows him what alice wrote."""
+    connection (4001), so his client connects anew through the web app with `recover`; the
+    new server's state has another epoch (`recovered: false`), so the page reloads the
+    channel's history (/demo/history), which shows him what alice wrote."""
     contexts.allow_network_errors()
     alice_name, bob_name = names("alice", "bob")
     proxy = proxies(chat.channelstream.port)
@@ -231,6 +271,7 @@ def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_me
     )
     expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
     old_alice, old_bob = connection_id(alice), connection_id(bob)
+    history_calls = demo_calls(bob, "/demo/history")
 
     proxy.block()
     proxy.cut()
@@ -252,6 +293,9 @@ def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_me
     )
     expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
     assert connection_id(bob) != old_bob
+    assert [json.loads(body)["channel"] for body in history_calls] == ["lobby"]
+    # the direct messages' gap: no history holds them, the page says some may be missing
+    expect(bob.locator("#dm-gap")).to_be_visible()
     send(bob, "bob is back")
     expect(channel_message(alice, bob_name, "bob is back")).to_be_visible(timeout=WAIT_MS)
 
@@ -421,4 +465,118 @@ def test_the_sign_in_page_looks_like_the_chat(contexts, chat):
             "header => [getComputedStyle(header).backgroundColor, getComputedStyle(header).color]"
         )
         == header_style
+    )
+
+
+# connections without a listener are collected after 2 s; presence parts after 1 s
+GC_SETTINGS = {"secret": SECRET, "gc_conns_after": 2, "presence_grace": 1}
+
+
+def texts(page: Any) -> Any:
+    return page.locator("#messages li .text")
+
+
+@pytest.mark.parametrize("channelstream_settings", [GC_SETTINGS], ids=["gc-2s"])
+def test_away_past_the_gc_time_the_page_recovers_everything_sent_meanwhile(contexts, chat, proxies):
+    """Bob's line is cut until channelstream has collected his connection: his client
+    connects anew with `recover`, and what was said meanwhile (a direct message too, which
+    no channel history holds) arrives as catchup, once each, in order, without a reload."""
+    contexts.allow_network_errors()
+    alice_name, bob_name = names("alice", "bob")
+    proxy = proxies(chat.channelstream.port)
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(
+        contexts,
+        chat,
+        bob_name,
+        {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
+    )
+    connects = demo_calls(bob, "/demo/connect")
+    history_calls = demo_calls(bob, "/demo/history")
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+    send(alice, "before the cut")
+    expect(channel_message(bob, alice_name, "before the cut")).to_be_visible(timeout=WAIT_MS)
+    epoch = bob.evaluate("chatConnection.epoch")
+    old_bob = connection_id(bob)
+
+    proxy.block()
+    proxy.cut()
+    expect(bob.locator("#connection")).not_to_have_attribute("data-state", "connected")
+    send(alice, "while bob was away")
+    expect(channel_message(alice, alice_name, "while bob was away")).to_be_visible(timeout=WAIT_MS)
+    expect(presence(alice, bob_name)).to_have_count(0, timeout=WAIT_MS)  # parted
+    wait_until_collected(chat, old_bob)
+    send(alice, "after bob was collected")
+    expect(channel_message(alice, alice_name, "after bob was collected")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    with chat.client() as client:
+        client.message(alice_name, {"text": "a direct word"}, pm_users=[alice_name, bob_name])
+
+    proxy.unblock()
+    expect(bob.locator("#direct-messages li", has_text="a direct word")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    expect(texts(bob)).to_have_text(
+        ["before the cut", "while bob was away", "after bob was collected"], timeout=WAIT_MS
+    )
+    expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)  # joined again
+    assert connection_id(bob) != old_bob
+    recover = json.loads(connects[-1])["recover"]
+    assert recover["epoch"] == epoch
+    assert isinstance(recover["seq"], int) and recover["seq"] > 0
+    assert history_calls == []  # all of it came as catchup: no reload
+    expect(bob.locator("#dm-gap")).to_be_hidden()
+    expect(bob.locator("#direct-messages li")).to_have_count(1)
+
+
+@pytest.mark.parametrize("channelstream_settings", [GC_SETTINGS], ids=["gc-2s"])
+def test_away_past_the_catchup_size_the_page_reloads_the_channel_on_the_gap(
+    contexts, chat, proxies
+):
+    """The lobby keeps 3 frames for catchup; more are sent while bob is away (past the GC
+    time), and a message he saw is deleted and another edited meanwhile: the gap makes his
+    page reload the lobby from the demo's /demo/history, so he sees every message once, in
+    order, as they are now."""
+    contexts.allow_network_errors()
+    alice_name, bob_name = names("alice", "bob")
+    proxy = proxies(chat.channelstream.port)
+    alice = sign_in(contexts, chat, alice_name)
+    bob = sign_in(
+        contexts,
+        chat,
+        bob_name,
+        {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
+    )
+    history_calls = demo_calls(bob, "/demo/history")
+    with chat.client() as client:
+        client.channel_config({"lobby": {"catchup_size": 3}})
+    expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
+    send(alice, "soon deleted")
+    send(alice, "soon edited")
+    expect(texts(bob)).to_have_text(["soon deleted", "soon edited"], timeout=WAIT_MS)
+    old_bob = connection_id(bob)
+
+    proxy.block()
+    proxy.cut()
+    expect(bob.locator("#connection")).not_to_have_attribute("data-state", "connected")
+    wait_until_collected(chat, old_bob)
+    channel_message(alice, alice_name, "soon deleted").locator(".delete").click()
+    expect(channel_message(alice, alice_name, "soon deleted")).to_have_count(0, timeout=WAIT_MS)
+    edit(alice, channel_message(alice, alice_name, "soon edited"), "edited meanwhile")
+    expect(texts(alice)).to_have_text(["edited meanwhile"], timeout=WAIT_MS)
+    missed = [f"missed {index}" for index in range(6)]
+    for text in missed:
+        send(alice, text)
+        expect(channel_message(alice, alice_name, text)).to_be_visible(timeout=WAIT_MS)
+
+    proxy.unblock()
+    expect(texts(bob)).to_have_text(["edited meanwhile", *missed], timeout=WAIT_MS)
+    expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
+    assert connection_id(bob) != old_bob
+    assert [json.loads(body)["channel"] for body in history_calls] == ["lobby"]
+    send(alice, "after the reload")
+    expect(texts(bob)).to_have_text(
+        ["edited meanwhile", *missed, "after the reload"], timeout=WAIT_MS
     )

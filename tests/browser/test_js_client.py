@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,6 +123,7 @@ connection.listenMessageCallback = (messages) => {
 };
 connection.connectionStateCallback = (state) => window.log.push({name: 'state', data: state});
 connection.connectionClosedCallback = () => window.log.push({name: 'closed'});
+connection.onGap = (channel, seq) => window.log.push({name: 'gap', data: {channel, seq}});
 window.connection = connection;
 connection.connect();
 </script>
@@ -207,6 +209,7 @@ class FakeWebApp:
                 state_public_keys=["status"],
                 channel_configs={name: CHANNEL_CONFIG for name in channels},
                 info={"return_public_state": True},
+                recover=body.get("recover"),
             )
         if call.path == "/subscribe":
             channels = body["channels"]
@@ -236,12 +239,13 @@ class Setup:
     client: ChannelstreamClient
     start_server: Callable[..., RunningServer]
     contexts: BrowserContexts
+    settings: dict[str, Any] = field(default_factory=lambda: dict(SERVER_SETTINGS))
     apps: list[FakeWebApp] = field(default_factory=list)
 
     def restart_channelstream(self) -> None:
         port = self.channelstream.port
         assert self.channelstream.stop() == 0
-        self.channelstream = self.start_server(settings=SERVER_SETTINGS, port=port)
+        self.channelstream = self.start_server(settings=self.settings, port=port)
 
     def open_page(self, template: str, init_script: str = "", **values: str) -> Any:
         """A page served by a fresh fake web app; returns (page, app)."""
@@ -265,16 +269,23 @@ class Setup:
 
 
 @pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """channelstream's settings (a test may parametrize it)."""
+    return dict(SERVER_SETTINGS)
+
+
+@pytest.fixture
 def setup(
     browser: Any,
     start_server: Callable[..., RunningServer],
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    server_settings: dict[str, Any],
 ) -> Iterator[Setup]:
-    channelstream = start_server(settings=SERVER_SETTINGS)
+    channelstream = start_server(settings=server_settings)
     contexts = BrowserContexts(browser, tmp_path)
     with ChannelstreamClient(channelstream.base_url, SECRET, timeout=5) as client:
-        setup = Setup(channelstream, client, start_server, contexts)
+        setup = Setup(channelstream, client, start_server, contexts, server_settings)
         yield setup
         report = getattr(request.node, "report_call", None)
         try:
@@ -524,5 +535,183 @@ def test_when_the_server_falls_silent_the_watchdog_reconnects(setup):
         assert page.evaluate("connection.connectionId") == conn_id  # re-attached
         setup.client.message("server", {"text": "after the dead line"}, channel="room")
         wait_for_frame(page, "m.message && m.message.text === 'after the dead line'")
+    finally:
+        proxy.close()
+
+
+# connections without a listener are collected after 2 s (presence parts after 1 s)
+GC_SETTINGS = {**SERVER_SETTINGS, "gc_conns_after": 2, "presence_grace": 1}
+
+
+def wait_until_collected(client: ChannelstreamClient, conn_id: str) -> None:
+    """Wait (up to WAIT_MS) until channelstream no longer has the connection `conn_id`."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while conn_id in {c["conn_id"] for c in client.admin_info()["connections"]}:
+        assert time.monotonic() < deadline, f"connection {conn_id} was not collected"
+        time.sleep(0.1)
+
+
+def highest_seq(page: Any) -> int:
+    return max(f["seq"] for f in (e["data"] for e in log_entries(page, "frame")) if "seq" in f)
+
+
+def test_a_gap_frame_calls_on_gap_and_catchup_replays_by_seq_are_dropped(setup):
+    """What the client does with frames, fed to a client that is not connected."""
+    page, _ = setup.open_page(MODERN_PAGE)
+    seen = page.evaluate(
+        """() => {
+            const client = new window.ChannelStreamConnection();
+            const delivered = [];
+            const gaps = [];
+            client.listenMessageCallback = (frames) => delivered.push(...frames);
+            client.onGap = (channel, seq) => gaps.push([channel, seq]);
+            client._receive([{type: 'message', channel: 'a', uuid: 'u1', seq: 4}]);
+            client._receive([
+                {type: 'gap', channel: 'a', seq: 4},
+                {type: 'message', channel: 'a', uuid: 'u1', seq: 4, catchup: true},
+                {type: 'presence', channel: 'a', seq: 5, catchup: true},
+                {type: 'presence', channel: 'a', seq: 5, catchup: true},
+                {type: 'message', channel: 'a', uuid: 'u2', seq: 9, catchup: true},
+                {type: 'gap', channel: 'a', seq: 9},
+                {type: 'gap', channel: 'b', seq: 2},
+            ]);
+            return {
+                delivered: delivered.map((f) => [f.type, f.seq]),
+                gaps: gaps,
+                lastSeq: client.lastSeq,
+            };
+        }"""
+    )
+    # gap frames go to onGap only; catchup replays of a seq already delivered drop
+    assert seen == {
+        "delivered": [["message", 4], ["presence", 5], ["message", 9]],
+        "gaps": [["a", 4], ["a", 9], ["b", 2]],
+        "lastSeq": 9,
+    }
+
+
+def test_connecting_anew_sends_recover_and_a_lost_epoch_calls_on_gap_per_channel(setup):
+    """A restart of a memory-broker channelstream: 4001, the client connects anew through the
+    web app with `recover` (its epoch and highest seq); the new server's state has another
+    epoch, answers `recovered: false`, and the page hears of the loss on each channel."""
+    setup.contexts.allow_network_errors()
+    page, app = setup.open_page(MODERN_PAGE)
+    wait_for_log(page, "e.name === 'state' && e.data === 'connected'")
+    page.evaluate("connection.subscribe(['extra'])")
+    page.wait_for_function("connection.channels.includes('extra')", timeout=WAIT_MS)
+    (first_connect,) = app.calls_to("/connect")
+    assert "recover" not in first_connect.body  # nothing to recover yet
+    epoch = page.evaluate("connection.epoch")
+    assert isinstance(epoch, str) and epoch
+    setup.client.message("server", {"text": "before the restart"}, channel="room")
+    wait_for_frame(page, "m.message && m.message.text === 'before the restart'")
+    position = highest_seq(page)
+    assert page.evaluate("connection.lastSeq") == position
+    first_id = page.evaluate("connection.connectionId")
+
+    setup.restart_channelstream()
+    page.wait_for_function(
+        f"connection.connectionId && connection.connectionId !== '{first_id}'"
+        " && connection.state === 'connected'",
+        timeout=WAIT_MS,
+    )
+    recovering = app.calls_to("/connect")[-1]
+    assert recovering.body["recover"] == {"epoch": epoch, "seq": position}
+    wait_for_log(page, "e.name === 'gap' && e.data.channel === 'extra'")
+    wait_for_log(page, "e.name === 'gap' && e.data.channel === null")
+    # once per channel (the answer's, not again for the gap frames that follow it), and once
+    # for the direct messages (their gap frame); the position in the new epoch: none
+    gaps = [(e["data"]["channel"], e["data"]["seq"]) for e in log_entries(page, "gap")]
+    assert sorted(gaps, key=str) == [("extra", 0), ("room", 0), (None, 0)]
+    assert page.evaluate("connection.epoch") not in (None, epoch)
+    assert not any(f.get("type") == "gap" for f in (e["data"] for e in log_entries(page, "frame")))
+
+
+@pytest.mark.parametrize("server_settings", [GC_SETTINGS], ids=["gc-2s"])
+def test_after_being_collected_the_client_recovers_what_it_missed(setup):
+    """Away past gc_conns_after: 4001, connect anew with `recover`, and the frames sent
+    meanwhile arrive as catchup on the new connection, each once; no gap."""
+    setup.contexts.allow_network_errors()
+    proxy = TcpProxy(setup.channelstream.port)
+    try:
+        options = {"websocketUrl": proxy.ws_url + "/ws"}
+        page, app = setup.open_page(
+            MODERN_PAGE, init_script=f"window.CLIENT_OPTIONS = {json.dumps(options)};"
+        )
+        wait_for_log(page, "e.name === 'state' && e.data === 'connected'")
+        setup.client.message("server", {"text": "seen"}, channel="room")
+        wait_for_frame(page, "m.message && m.message.text === 'seen'")
+        position = highest_seq(page)
+        conn_id = page.evaluate("connection.connectionId")
+
+        proxy.block()
+        proxy.cut()
+        wait_for_log(page, "e.name === 'state' && e.data === 'reconnecting'")
+        setup.client.message("server", {"text": "missed 1"}, channel="room")
+        wait_until_collected(setup.client, conn_id)
+        setup.client.message("server", {"text": "missed 2"}, channel="room")
+        setup.client.message("server", {"text": "missed dm"}, pm_users=["modern-user"])
+        proxy.unblock()
+
+        frames = wait_for_frame(page, "m.message && m.message.text === 'missed dm'")
+        wait_for_frame(page, "m.message && m.message.text === 'missed 2'")
+        assert page.evaluate("connection.connectionId") != conn_id
+        assert app.calls_to("/connect")[-1].body["recover"]["seq"] == position
+        texts = [
+            f["message"]["text"]
+            for f in (e["data"] for e in log_entries(page, "frame"))
+            if f.get("type") == "message"
+        ]
+        assert texts == ["seen", "missed 1", "missed 2", "missed dm"]
+        assert all(
+            f.get("catchup")
+            for f in frames
+            if f.get("seq", 0) > position and f.get("type") == "message"
+        )
+        assert log_entries(page, "gap") == []
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("server_settings", [GC_SETTINGS], ids=["gc-2s"])
+def test_more_missed_than_catchup_size_calls_on_gap_once_per_channel(setup):
+    """Away past gc_conns_after while more frames than the channel's catchup_size were sent:
+    the page hears of the gap on that channel (once), and gets the frames still held."""
+    setup.contexts.allow_network_errors()
+    proxy = TcpProxy(setup.channelstream.port)
+    try:
+        options = {"websocketUrl": proxy.ws_url + "/ws", "channels": ["room", "quiet"]}
+        page, app = setup.open_page(
+            MODERN_PAGE, init_script=f"window.CLIENT_OPTIONS = {json.dumps(options)};"
+        )
+        wait_for_log(page, "e.name === 'state' && e.data === 'connected'")
+        setup.client.channel_config({"room": {"catchup_size": 2}})
+        setup.client.message("server", {"text": "seen"}, channel="room")
+        wait_for_frame(page, "m.message && m.message.text === 'seen'")
+        position = highest_seq(page)
+        conn_id = page.evaluate("connection.connectionId")
+
+        proxy.block()
+        proxy.cut()
+        wait_for_log(page, "e.name === 'state' && e.data === 'reconnecting'")
+        wait_until_collected(setup.client, conn_id)
+        for index in range(5):
+            setup.client.message("server", {"text": f"missed {index}"}, channel="room")
+        proxy.unblock()
+
+        wait_for_log(page, "e.name === 'gap'")
+        wait_for_frame(page, "m.message && m.message.text === 'missed 4'")
+        assert app.calls_to("/connect")[-1].body["recover"]["seq"] == position
+        # `recovered: false`: once for each channel (the answer does not say which lost
+        # frames), at the page's position; not again for the gap frame that follows
+        gaps = sorted((e["data"]["channel"], e["data"]["seq"]) for e in log_entries(page, "gap"))
+        assert gaps == [("quiet", position), ("room", position)]
+        frames = [e["data"] for e in log_entries(page, "frame")]
+        assert not any(f.get("type") == "gap" for f in frames)
+        texts = [f["message"]["text"] for f in frames if f.get("type") == "message"]
+        # what the channel still held of them (its presence frames count too), in order
+        missed = [f"missed {index}" for index in range(5)]
+        assert len(texts) >= 2
+        assert texts == ["seen", *missed[-(len(texts) - 1) :]]
     finally:
         proxy.close()

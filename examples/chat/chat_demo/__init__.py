@@ -4,7 +4,9 @@ It signs users in by name (a signed session cookie, no password: it is a demo), 
 what the page asks for to channelstream with `channelstream.client`, deciding who may do what:
 the user name always comes from the session, a conn_id must be one this session was given, and
 only a message's author may edit or delete it. The page listens to channelstream directly
-with the browser client served by channelstream (`/static/channelstream.js`).
+with the browser client served by channelstream (`/static/channelstream.js`). When the page
+connects anew it sends its position (`recover`), passed on to channelstream; on a gap it
+reloads the channel from `/demo/history` (channelstream's `/history` for the signed-in user).
 
 Run it with `make demo` (channelstream and this app on 127.0.0.1), or by hand:
 
@@ -49,6 +51,9 @@ CHANNEL_CONFIG = {
     "broadcast_presence_with_user_lists": True,
 }
 INFO = {"include_history": True, "include_users": True, "return_public_state": True}
+# A recovering page gets what it missed as catchup, or a gap (and reloads through /demo/history)
+RECOVER_INFO = {**INFO, "include_history": False}
+HISTORY_LIMIT = 50  # the channels' history_size: a reload shows all they keep
 MAX_TEXT = 2000
 CONN_IDS_KEPT = 20
 
@@ -140,21 +145,56 @@ class ChatViews:
     def client(self) -> Any:
         return self.request.channelstream
 
+    def _recover(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The page's position (`{"epoch", "seq"}`) when it connects anew, passed on to
+        channelstream so that the new connection catches up from there."""
+        recover = body.get("recover")
+        if recover is None:
+            return None
+        if (
+            not isinstance(recover, dict)
+            or not isinstance(recover.get("epoch"), str)
+            or not isinstance(recover.get("seq"), int)
+            or isinstance(recover.get("seq"), bool)
+            or recover["seq"] < 0
+        ):
+            raise HTTPBadRequest("recover: {epoch: a string, seq: an integer >= 0}")
+        return {"epoch": recover["epoch"], "seq": recover["seq"]}
+
     @view_config(route_name="connect", request_method="POST", renderer="json")
     def connect(self) -> Any:
         user = self._user()
-        channels = self._channels(self._body().get("channels", []))
+        body = self._body()
+        channels = self._channels(body.get("channels", []))
+        recover = self._recover(body)
         result = self.client.connect(
             user,
             channels,
             fresh_user_state={"status": STATUSES[0], "color": random.choice(COLORS)},
             state_public_keys=PUBLIC_STATE_KEYS,
             channel_configs={name: CHANNEL_CONFIG for name in channels},
-            info=INFO,
+            info=INFO if recover is None else RECOVER_INFO,
+            recover=recover,
         )
         kept = self.session.get("conn_ids", [])[-(CONN_IDS_KEPT - 1) :]
         self.session["conn_ids"] = [*kept, result["conn_id"]]
         return result
+
+    @view_config(route_name="history", request_method="POST", renderer="json")
+    def history(self) -> Any:
+        """A channel's latest messages, oldest first, as the signed-in user may see them:
+        what the page shows after a gap instead of the channel's list it had."""
+        user = self._user()
+        channel = self._body().get("channel")
+        if not isinstance(channel, str) or not CHANNEL.match(channel):
+            raise HTTPBadRequest("channel: a channel name")
+        found = self.client.history(channel, limit=HISTORY_LIMIT, reverse=True, user=user)
+        return {
+            "channel": channel,
+            "epoch": found.get("epoch"),
+            "messages": list(reversed(found.get("messages", []))),
+            "has_more": found.get("has_more", False),
+        }
 
     @view_config(route_name="subscribe", request_method="POST", renderer="json")
     def subscribe(self) -> Any:
@@ -277,5 +317,6 @@ def main(global_config: dict[str, Any], **settings: Any) -> Any:
         config.add_route("unsubscribe", "/demo/unsubscribe")
         config.add_route("user_state", "/demo/user_state")
         config.add_route("message", "/demo/message")
+        config.add_route("history", "/demo/history")
         config.scan()
         return config.make_wsgi_app()

@@ -9,6 +9,18 @@
  * - when the server closes with 4001 (unknown connection) it calls `connect()` again through
  *   the web app; on any other loss it re-attaches with the same conn_id and the server replays
  *   what was missed (catchup), dropping replays it has already delivered;
+ * - it keeps the server's `epoch` (from the connect answer) and the highest `seq` of the frames
+ *   it got (`epoch`, `lastSeq`); whenever it calls `connect()` again after a first connect
+ *   (4001, or a page calling it again), the body it posts to `connectUrl` carries
+ *   `recover: {epoch, seq}`, which **the web app must pass on** to channelstream's `/connect`:
+ *   the new connection then first gets what was missed (catchup);
+ * - `onGap(channel, seq)` is called when messages of a channel were lost for good: on each
+ *   `{"type": "gap"}` frame (not passed to `listenMessageCallback`; `channel` null: direct
+ *   messages were lost), and, once per channel of the connection, when the connect answer
+ *   says `recovered: false` (a gap frame for the same loss is then not signalled again).
+ *   `seq` is the page's position in the current epoch (0 after an epoch change): frames after
+ *   it were lost, and `/history` with `since_seq: seq` has what history kept of them. Reload
+ *   that channel (e.g. from `/history` through the web app);
  * - falls back from WebSocket to server-sent events to long polling when a transport is
  *   missing (`noWebsocket`, no `WebSocket` or `EventSource` in the page) or cannot open;
  * - heartbeats both ways: `{"type": "heartbeat"}` every 10 s over a websocket, and a watchdog
@@ -225,6 +237,16 @@ export class ChannelStreamConnection {
         this._workingTransport = null;
         this._seen = new Set();
         this._seenOrder = [];
+        /** The server state's epoch, from the last connect answer (null: none yet). A page
+         *  may set it, with `lastSeq`, before `connect()` to recover across a page load. */
+        this.epoch = null;
+        /** The highest `seq` of the frames received in that epoch (0: none yet). */
+        this.lastSeq = 0;
+        this._seenSeqs = new Set(); // seqs delivered (bounded): catchup replays of them drop
+        this._seenSeqOrder = [];
+        // channels given onGap by a `recovered: false` answer: their gap frame, if the
+        // server sends one too while it replays, is not signalled a second time
+        this._gapsSignalled = new Set();
         this._onlineListener = () => this._retryNow();
         this._onlineListening = false;
     }
@@ -260,17 +282,21 @@ export class ChannelStreamConnection {
         this._setState(this.state === ConnectionState.RECONNECTING ? ConnectionState.RECONNECTING
             : ConnectionState.CONNECTING);
         const wanted = [...(this.channels || [])];
-        const request = this._request('connect', this.connectUrl, {
-            username: this.username,
-            channels: this.channels,
-        });
+        const body = {username: this.username, channels: this.channels};
+        // connected before: ask for what was missed since (the web app passes it on)
+        const recover = this.epoch !== null && this.epoch !== undefined
+            ? {epoch: this.epoch, seq: this.lastSeq || 0} : null;
+        if (recover) {
+            body.recover = recover;
+        }
+        const request = this._request('connect', this.connectUrl, body);
         request.handleError = (xhr, data) => {
             this._connectRequest = null;
             this._handleConnectError(xhr, data);
         };
         request.handleResponse = (xhr, data) => {
             this._connectRequest = null;
-            this._handleConnect(xhr, data, wanted);
+            this._handleConnect(xhr, data, wanted, recover);
         };
         this._connectRequest = request;
         request.execute();
@@ -651,15 +677,66 @@ export class ChannelStreamConnection {
         }
         this._attempts = 0;
         this._currentBounceIv = 0;
-        const fresh = frames.filter((frame) => this._firstSight(frame));
+        const fresh = [];
+        for (const frame of frames) {
+            if (frame && frame.type === 'gap') {
+                this._gapFrame(frame);
+                continue;
+            }
+            if (frame && !frame.catchup && typeof frame.seq === 'number') {
+                this._gapsSignalled.clear(); // live frames: the replay is over
+            }
+            if (this._firstSight(frame)) {
+                fresh.push(frame);
+            }
+        }
         if (fresh.length) {
             this._handleListenMessageEvent(fresh);
         }
     }
 
+    /** A `gap` frame: messages of its channel were lost; tell the page (not twice for one
+     *  loss). */
+    _gapFrame(frame) {
+        if (this._gapsSignalled.delete(frame.channel)) {
+            return; // already signalled by the connect answer (`recovered: false`)
+        }
+        this._handleGap(frame.channel, typeof frame.seq === 'number' ? frame.seq : this.lastSeq);
+    }
+
+    _handleGap(channel, seq) {
+        this.onGap(channel, seq);
+    }
+
+    /** Keep the highest seq; false for a catchup replay of a seq already delivered. */
+    _noteSeq(frame) {
+        const seq = frame.seq;
+        if (typeof seq !== 'number') {
+            return true;
+        }
+        if (seq > this.lastSeq) {
+            this.lastSeq = seq;
+        }
+        if (this._seenSeqs.has(seq)) {
+            return !frame.catchup;
+        }
+        this._seenSeqs.add(seq);
+        this._seenSeqOrder.push(seq);
+        if (this._seenSeqOrder.length > 2000) {
+            this._seenSeqs.delete(this._seenSeqOrder.shift());
+        }
+        return true;
+    }
+
     /** False for a catchup replay of a frame this page already got. */
     _firstSight(frame) {
-        if (!frame || !frame.uuid) {
+        if (!frame) {
+            return true;
+        }
+        if (!this._noteSeq(frame)) {
+            return false;
+        }
+        if (!frame.uuid) {
             return true;
         }
         const key = [frame.type, frame.uuid, frame.edited || ''].join('|');
@@ -689,6 +766,9 @@ export class ChannelStreamConnection {
     /** The listener ended with a websocket close code: stop, connect anew, or re-attach. */
     _listenClosed(code, opened, event) {
         this._closeListener();
+        if (opened) {
+            this._gapsSignalled.clear(); // the next listener's gaps are new losses
+        }
         if (this._stopped) {
             return;
         }
@@ -815,15 +895,33 @@ export class ChannelStreamConnection {
 
     // ---------------------------------------------------------------- responses
 
-    _handleConnect(request, data, wanted) {
+    _handleConnect(request, data, wanted, recover) {
         if (this._stopped) {
             return;
         }
         this._currentBounceIv = 0;
         this.connectionId = data.conn_id;
         this.channels = data.channels || [];
+        this._gapsSignalled.clear();
+        const newEpoch = typeof data.epoch === 'string' && data.epoch !== this.epoch;
+        if (newEpoch) {
+            // a new server state: its seqs start anew
+            this.epoch = data.epoch;
+            this.lastSeq = 0;
+            this._seenSeqs.clear();
+            this._seenSeqOrder = [];
+        }
         this.channelsChangedCallback(this.channels);
         this.connectCallback(request, data);
+        if (recover && data.recovered === false) {
+            // missed frames are gone (another epoch, or no longer held): each channel reloads
+            // from the page's position in this epoch (none in a new one)
+            const position = newEpoch ? 0 : recover.seq;
+            for (const channel of this.channels) {
+                this._gapsSignalled.add(channel);
+                this._handleGap(channel, position);
+            }
+        }
         const missing = (wanted || []).filter((channel) => this.channels.indexOf(channel) === -1);
         if (missing.length && this.subscribeUrl) {
             this.subscribe(missing); // a reconnect keeps the channels joined since connect()
@@ -905,9 +1003,17 @@ export class ChannelStreamConnection {
 
     // ---------------------------------------------------------------- callbacks (override)
 
-    /** Messages arrived (an array of message objects; heartbeats are not passed on). */
+    /** Messages arrived (an array of message objects; heartbeats and gap frames are not
+     *  passed on). */
     listenMessageCallback(messages) {
         this._log('listenMessageCallback', messages);
+    }
+
+    /** Messages of `channel` after position `seq` were lost for good (a `gap` frame, or a
+     *  connect answer with `recovered: false`): reload the channel, e.g. from channelstream's
+     *  `/history` through the web app. `channel` is null when direct messages were lost. */
+    onGap(channel, seq) {
+        this._log('onGap', channel, seq);
     }
 
     /** A listener opened (once per websocket, event stream or long-poll session). */

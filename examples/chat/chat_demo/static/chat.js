@@ -10,6 +10,8 @@ const states = new Map(); // user -> public state {status, color}
 const messages = new Map(); // channel -> Map uuid -> message
 const directMessages = new Map(); // uuid -> message
 const dmRecipients = new Map(); // uuid -> pm_users of the direct messages sent from here
+// Channels being reloaded after a gap: channel -> {token, frames} (their frames wait meanwhile)
+const reloading = new Map();
 let current = config.channels[0];
 // The message being edited ({uuid, item}): its list item, with the draft, survives re-renders.
 let editing = null;
@@ -90,12 +92,76 @@ connection.messageCallback = (request, data) => {
 
 connection.listenMessageCallback = (frames) => {
     for (const frame of frames) {
-        handleFrame(frame);
+        const isMessage = frame.type === 'message' || String(frame.type).startsWith('message:');
+        const pending = isMessage && frame.channel ? reloading.get(frame.channel) : null;
+        if (pending) {
+            pending.frames.push(frame); // applied on top of the reloaded list
+        } else {
+            handleFrame(frame);
+        }
     }
     renderMessages();
     renderDirectMessages();
     renderPresence();
 };
+
+// Messages of `channel` were lost (channelstream could not replay them all): show the
+// channel's history instead of the list we had. Frames arriving meanwhile wait and are then
+// applied on top, in order, so nothing is missing or doubled. Direct messages (channel null)
+// are in no channel's history: the page says that some may be missing.
+connection.onGap = (channel) => {
+    if (channel === null || channel === undefined) {
+        $('#dm-gap').hidden = false;
+    } else {
+        reloadChannel(channel, 0);
+    }
+};
+
+function reloadChannel(channel, attempt) {
+    const pending = reloading.get(channel) || {frames: []};
+    const token = {};
+    pending.token = token;
+    reloading.set(channel, pending);
+    fetch('/demo/history', {
+        method: 'POST',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({channel: channel}),
+    }).then((response) => {
+        if (!response.ok) {
+            throw new Error('history: ' + response.status);
+        }
+        return response.json();
+    }).then((history) => {
+        if (pending.token !== token) {
+            return; // a later gap asked again: its answer wins
+        }
+        reloading.delete(channel);
+        const stored = new Map();
+        for (const entry of history.messages || []) {
+            stored.set(entry.uuid, entry);
+        }
+        messages.set(channel, stored);
+        for (const frame of pending.frames) {
+            handleFrame(frame);
+        }
+        renderMessages();
+    }).catch((error) => {
+        if (pending.token !== token) {
+            return;
+        }
+        if (attempt < 5) {
+            console.warn('reloading #' + channel + ' failed, retrying:', error);
+            setTimeout(() => reloadChannel(channel, attempt + 1), 1000 * 2 ** attempt);
+            return;
+        }
+        console.warn('reloading #' + channel + ' failed:', error);
+        reloading.delete(channel);
+        for (const frame of pending.frames) {
+            handleFrame(frame);
+        }
+        renderMessages();
+    });
+}
 
 function applyChannelsInfo(info) {
     if (!info) {
@@ -181,7 +247,11 @@ function renderChannels() {
     $('#message-text').disabled = !joined.has(current);
 }
 
+// Channelstream's order (seq) when both have one, else their time.
 function byTime(a, b) {
+    if (typeof a.seq === 'number' && typeof b.seq === 'number') {
+        return a.seq - b.seq;
+    }
     return String(a.timestamp).localeCompare(String(b.timestamp));
 }
 
