@@ -239,12 +239,15 @@ class ChannelstreamClient:
         state_public_keys: Iterable[str] | None = None,
         channel_configs: Mapping[str, Mapping[str, Any]] | None = None,
         info: Mapping[str, Any] | None = None,
+        recover: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """`POST /connect`: a connection for `username` in `channels`.
 
         Returns `{"conn_id", "username", "state", "public_state", "channels",
-        "channels_info"}`; hand `conn_id` to the browser. Note that the server sets the
-        user's `state_public_keys` on every connect (none given: no public keys).
+        "channels_info", "epoch"}`; hand `conn_id` to the browser. Note that the server sets
+        the user's `state_public_keys` on every connect (none given: no public keys).
+        `recover` (`{"epoch": ..., "seq": ...}`, the last position the browser saw) makes the
+        new connection replay what it missed; the answer then says `recovered`.
         """
         body = _without_none(
             username=username,
@@ -255,6 +258,7 @@ class ChannelstreamClient:
             state_public_keys=_listed(state_public_keys),
             channel_configs=channel_configs,
             info=info,
+            recover=dict(recover) if recover is not None else None,
         )
         result: dict[str, Any] = self.request("POST", "/connect", body)
         return result
@@ -348,10 +352,13 @@ class ChannelstreamClient:
         no_history: bool | None = None,
         uuid: str | None = None,
         timestamp: datetime | str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """`POST /message` with one message from `user` to `channel` and/or `pm_users`.
 
-        Returns the accepted message (with its `uuid` and `timestamp`)."""
+        Returns the accepted message (with its `uuid` and `timestamp`). A repeated
+        `idempotency_key` (within the server's `idempotency_window`) is not delivered again:
+        the answer is the first message."""
         item = _without_none(
             user=user,
             message=message,
@@ -361,6 +368,7 @@ class ChannelstreamClient:
             no_history=no_history,
             uuid=uuid,
             timestamp=timestamp,
+            idempotency_key=idempotency_key,
         )
         accepted = self.messages([item])
         return accepted[0] if accepted else item
@@ -370,6 +378,23 @@ class ChannelstreamClient:
         result: list[dict[str, Any]] = self.request(
             "POST", "/message", [dict(item) for item in items]
         )
+        return result
+
+    def history(
+        self,
+        channel: str,
+        since_seq: int = 0,
+        limit: int = 100,
+        reverse: bool = False,
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /history`: `{"epoch", "messages", "has_more"}`, the channel's stored messages
+        with a `seq` above `since_seq` (at most `limit`, newest first if `reverse`); with
+        `user`, only those that user may see."""
+        body = _without_none(
+            channel=channel, since_seq=since_seq, limit=limit, reverse=reverse, user=user
+        )
+        result: dict[str, Any] = self.request("POST", "/history", body)
         return result
 
     def edit_messages(self, edits: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

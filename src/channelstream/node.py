@@ -35,6 +35,7 @@ from channelstream.core.commands import (
     ForgetNode,
     Operation,
     Publish,
+    StartEpoch,
     Unsupported,
     apply_command,
 )
@@ -51,6 +52,7 @@ from channelstream.core.snapshot import state_from_data, state_to_data
 from channelstream.core.state import (
     Catchup,
     GarbageOutcome,
+    HistoryPage,
     Limits,
     MessagesOutcome,
     State,
@@ -243,6 +245,13 @@ class Node:
                 self._close_forgotten_listeners(applied.result)
         for delivery in applied.deliveries:
             self._deliver(delivery)
+        if isinstance(applied.result, GarbageOutcome) and applied.result.absent:
+            log.info(
+                "%s: %d connections without a listener for presence_grace: absent (%s)",
+                command.name,
+                len(applied.result.absent),
+                ", ".join(applied.result.absent[:5]),
+            )
         if isinstance(applied.result, GarbageOutcome) and applied.result.connections:
             log.info(
                 "%s: %d connections ended (%s)",
@@ -304,7 +313,10 @@ class Node:
     # ------------------------------------------------------------------ API operations
 
     def publish(self, messages: Iterable[PublishItem]) -> MessagesOutcome:
-        return self._submit_in_chunks(lambda chunk: Publish(messages=chunk), messages)
+        window = self.settings.idempotency_window
+        return self._submit_in_chunks(
+            lambda chunk: Publish(messages=chunk, idempotency_window=window), messages
+        )
 
     def edit(self, edits: Iterable[EditItem]) -> MessagesOutcome:
         return self._submit_in_chunks(lambda chunk: Edit(edits=chunk), edits)
@@ -340,6 +352,30 @@ class Node:
         """Read after catching up with the cluster (see `sync`)."""
         self.sync()
         return self.state.channels_info(names, **options)
+
+    def epoch(self) -> str:
+        """The cluster state's epoch (one is started if no command has named it yet)."""
+        return self.state.epoch or self.submit(StartEpoch())
+
+    def history(
+        self,
+        channel: str,
+        *,
+        since_seq: int = 0,
+        limit: int = 100,
+        reverse: bool = False,
+        username: str | None = None,
+    ) -> HistoryPage:
+        """A channel's stored messages (see `State.history`), read after catching up."""
+        self.sync()
+        return self.state.history(
+            channel,
+            self.clock(),
+            since_seq=since_seq,
+            limit=limit,
+            reverse=reverse,
+            username=username,
+        )
 
     def totals(self) -> Totals:
         """The cluster's counts as this replica has them (no waiting: for metrics)."""
@@ -453,6 +489,7 @@ class Node:
                 connections_after=self.settings.gc_conns_after,
                 users_after=self.settings.gc_users_after,
                 channels_after=self.settings.gc_channels_after,
+                presence_grace=self.settings.presence_grace,
             )
         )
 

@@ -19,11 +19,14 @@ from typing import Any, Self
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from channelstream.core.model import ChannelConfigChanges
+from channelstream.core.model import CHANNEL_FRAMES_KEPT, ChannelConfigChanges
 
 USERNAME_LENGTH = validate.Length(min=1, max=512)
 CHANNEL_LENGTH = validate.Length(min=1, max=256)
 JSONP_CALLBACK = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$")
+MAX_CATCHUP_SIZE = 10_000  # frames per channel: bounds what one channel holds in memory
+IDEMPOTENCY_KEY_LENGTH = validate.Length(min=1, max=64)
+MAX_HISTORY_LIMIT = 1000
 
 
 def utc_now() -> datetime:
@@ -129,6 +132,21 @@ class ChannelConfigSchema(BaseSchema):
     broadcast_presence_with_user_lists = fields.Boolean(metadata={"default": False})
     notify_state = fields.Boolean(metadata={"default": False})
     store_frames = fields.Boolean(metadata={"default": True})
+    history_ttl = fields.Integer(
+        validate=validate.Range(min=0, error="Must be at least {min}."),
+        metadata={
+            "default": 0,
+            "description": "Seconds a sent frame stays in history and catchup (0: no expiry)",
+        },
+    )
+    catchup_size = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_CATCHUP_SIZE),
+        metadata={
+            "default": CHANNEL_FRAMES_KEPT,
+            "description": "Frames kept for catchup and recovery; a client that missed more "
+            "gets a `gap` frame",
+        },
+    )
 
 
 def channel_configs(**kwargs: Any) -> fields.Dict:
@@ -160,6 +178,17 @@ def info_field(**kwargs: Any) -> fields.Nested:
     return fields.Nested(InfoResolutionSchema, load_default=default_info, **kwargs)
 
 
+class PositionSchema(BaseSchema):
+    """Where a client was: the epoch and the last seq it saw (from its frames)."""
+
+    epoch = fields.String(required=True, metadata={"description": "From `/connect`'s answer"})
+    seq = fields.Integer(
+        required=True,
+        validate=validate.Range(min=0),
+        metadata={"description": "The greatest `seq` of the frames the client received"},
+    )
+
+
 class ConnectBodySchema(BaseSchema):
     username = fields.String(required=True, validate=USERNAME_LENGTH)
     conn_id = UUIDString(load_default=new_uuid)
@@ -169,6 +198,15 @@ class ConnectBodySchema(BaseSchema):
     user_state = state_dict(load_default=dict)
     channel_configs = channel_configs()
     info = info_field()
+    recover = fields.Nested(
+        PositionSchema,
+        metadata={
+            "description": "The position of a client that must connect anew: the new "
+            "connection first receives what it missed in its channels and direct messages "
+            "(`catchup: true`), after a `gap` frame for each channel where that is no longer "
+            "all held (from `seq` 0 if the epoch differs)"
+        },
+    )
 
 
 class SubscribeBodySchema(BaseSchema):
@@ -202,6 +240,34 @@ class MessageBodySchema(MessageRoutingSchema):
     message = fields.Dict()
     uuid = UUIDString(load_default=new_uuid)
     timestamp = UTCDateTime(load_default=utc_now)
+    idempotency_key = fields.String(
+        validate=IDEMPOTENCY_KEY_LENGTH,
+        metadata={
+            "description": "A repeat of this key on the same channel (or to the same "
+            "`pm_users`) within `idempotency_window` seconds is not sent again: it is "
+            "answered with the first message (same `uuid`), on any node"
+        },
+    )
+
+
+class HistoryBodySchema(BaseSchema):
+    channel = fields.String(required=True, validate=CHANNEL_LENGTH)
+    since_seq = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "Only entries with a greater `seq` (exclusive)"},
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_HISTORY_LIMIT))
+    reverse = fields.Boolean(
+        load_default=False, metadata={"description": "Newest first, within the range"}
+    )
+    user = fields.String(
+        validate=USERNAME_LENGTH,
+        metadata={
+            "description": "Only what this user may see (`exclude_users` respected); without "
+            "it, every stored entry"
+        },
+    )
 
 
 class MessageEditBodySchema(MessageRoutingSchema):
@@ -311,6 +377,8 @@ class ChannelSettingsSchema(BaseSchema):
     broadcast_presence_with_user_lists = fields.Boolean(required=True)
     notify_state = fields.Boolean(required=True)
     store_frames = fields.Boolean(required=True)
+    history_ttl = fields.Integer(required=True, validate=validate.Range(min=0))
+    catchup_size = fields.Integer(required=True, validate=validate.Range(min=0))
 
 
 class MessageObjectSchema(BaseSchema):
@@ -329,6 +397,10 @@ class HistoryEntrySchema(MessageObjectSchema):
     """A stored channel message, with the delivery fields 0.7.1 showed in history."""
 
     type = fields.String(required=True, metadata={"example": "message"})
+    seq = fields.Integer(
+        validate=validate.Range(min=1),
+        metadata={"description": "Its position in the cluster's order (see `/history`)"},
+    )
     pm_users = fields.List(fields.String())
     exclude_users = fields.List(fields.String())
     no_history = fields.Boolean()
@@ -371,6 +443,29 @@ class ConnectResponseSchema(BaseSchema):
     public_state = state_dict(required=True)
     channels = fields.List(fields.String(), required=True)
     channels_info = fields.Nested(ChannelsInfoSchema, required=True)
+    epoch = fields.String(
+        required=True,
+        metadata={"description": "Names the state `seq` counts in; keep it for `recover`"},
+    )
+    recovered = fields.Boolean(
+        metadata={
+            "description": "Only with `recover`: true when the connection's catchup holds "
+            "every frame missed, false when the epoch differs or some are gone (`gap` "
+            "frames follow)"
+        }
+    )
+
+
+class HistoryResponseSchema(BaseSchema):
+    epoch = fields.String(required=True)
+    messages = fields.List(
+        fields.Nested(HistoryEntrySchema),
+        required=True,
+        metadata={"description": "Each with its `seq`; an unknown channel has none"},
+    )
+    has_more = fields.Boolean(
+        required=True, metadata={"description": "More entries in the range beyond `limit`"}
+    )
 
 
 class SubscribeResponseSchema(BaseSchema):
@@ -414,6 +509,7 @@ class MessageAcceptedSchema(BaseSchema):
     edited = fields.Raw(
         required=True, allow_none=True, metadata={"description": "Always null: not edited yet"}
     )
+    idempotency_key = fields.String()
 
 
 class MessageEditAcceptedSchema(BaseSchema):
@@ -436,13 +532,31 @@ class MessageDeleteAcceptedSchema(BaseSchema):
     no_history = fields.Boolean(required=True)
 
 
-FRAME_TYPES = ("message", "message:edit", "message:delete", "presence", "user_state_change")
+FRAME_TYPES = (
+    "message",
+    "message:edit",
+    "message:delete",
+    "presence",
+    "user_state_change",
+    "gap",
+)
 
 
 class FrameSchema(MessageObjectSchema):
     """One message object in a frame sent to a browser (websocket, long poll)."""
 
+    uuid = UUIDString(metadata={"description": "Every type but `gap`"})
     type = fields.String(required=True, validate=validate.OneOf(FRAME_TYPES))
+    seq = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "On every channel and direct frame: its position in the "
+            "cluster's order (keep the greatest for `recover`). On a `gap` frame, the "
+            "client's position on that channel: the channel's frames after it and before "
+            "the catchup that follows were lost (`/history` with `since_seq` = it returns "
+            "what history kept of them); `channel` null: the direct messages"
+        },
+    )
     users = fields.List(
         fields.Nested(UserStateEntrySchema),
         metadata={"description": "presence: the channel's users, when it broadcasts them"},

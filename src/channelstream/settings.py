@@ -351,6 +351,23 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "Seconds a connection may stay without any listener before it is collected.",
     ),
     Setting(
+        "presence_grace",
+        "3",
+        parse_non_negative_float,
+        "Seconds a connection may stay without any listener before its user parts from its "
+        "channels (presence frames, /info, admin); a later listener joins it again. At most 5 "
+        "and at most gc_conns_after (unset: 3, or gc_conns_after if lower). A long-polling "
+        "client counts as listening while a poll is open, so it must poll again within this "
+        "time (clients do at once).",
+    ),
+    Setting(
+        "idempotency_window",
+        "300",
+        parse_positive_float,
+        "Seconds a /message idempotency_key is remembered: a repeat on the same channel (or "
+        "the same direct users) within it is answered with the first message, not sent.",
+    ),
+    Setting(
         "gc_users_after",
         "86400",
         parse_positive_float,
@@ -448,6 +465,8 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "for dead: its connections end and their users part.",
     ),
 )
+
+MAX_PRESENCE_GRACE = 5.0  # seconds: a closed tab parts about as soon as in 0.7.1
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS_TABLE}
 
@@ -626,6 +645,8 @@ class Settings:
     heartbeat_interval: float
     wake_connections_after: float
     gc_conns_after: float
+    presence_grace: float
+    idempotency_window: float
     gc_users_after: float
     gc_channels_after: float
     max_message_size: int
@@ -679,6 +700,17 @@ class Settings:
             parsed["cookie_secret"] = uuid.uuid4().hex
         if "allow_posting_from" in given and not parse_list(given["allow_posting_from"].value):
             warnings.append(ANY_ADDRESS_WARNING)
+        if "presence_grace" not in given:  # the default never outlives the connection
+            parsed["presence_grace"] = min(parsed["presence_grace"], parsed["gc_conns_after"])
+        if parsed["presence_grace"] > min(MAX_PRESENCE_GRACE, parsed["gc_conns_after"]):
+            grace = _value_or_default(SETTINGS_BY_NAME["presence_grace"], given)
+            conns = _value_or_default(SETTINGS_BY_NAME["gc_conns_after"], given)
+            assert grace is not None and conns is not None  # both have defaults
+            raise SettingsError(
+                f"presence_grace ({grace.value} from {grace.origin}) must be at most "
+                f"{MAX_PRESENCE_GRACE:g} and at most gc_conns_after ({conns.value} from "
+                f"{conns.origin}): presence follows the sockets within a few seconds"
+            )
         if parsed["drain_grace"] >= parsed["shutdown_timeout"]:
             grace = _value_or_default(SETTINGS_BY_NAME["drain_grace"], given)
             timeout = _value_or_default(SETTINGS_BY_NAME["shutdown_timeout"], given)

@@ -13,7 +13,8 @@ import pytest
 from tests.e2e.apiclient import ApiClient, has_text, is_presence, wait_for_log
 
 SECRET = "e2e-delivery-secret"
-FRAME_KEYS = {"channel", "uuid", "timestamp", "user", "message", "edited", "catchup", "type"}
+# 0.7.1's keys, and `seq` (its position, added in 0.8)
+FRAME_KEYS = {"channel", "uuid", "timestamp", "user", "message", "edited", "catchup", "type", "seq"}
 NAIVE_UTC_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?$")
 
 
@@ -49,7 +50,9 @@ def test_published_message_reaches_the_websocket(api, listen, names):
         "edited": None,
         "catchup": False,
         "type": "message",
+        "seq": message["seq"],
     }
+    assert isinstance(message["seq"], int) and message["seq"] > 0
     assert NAIVE_UTC_ISO.match(message["timestamp"]), message["timestamp"]
     text = next(raw for raw in ws.raw_texts if "hello" in raw)
     assert text.startswith("[") and text.endswith("]")

@@ -39,6 +39,9 @@ DEFAULT_SETTINGS = {
     "broadcast_presence_with_user_lists": False,
     "notify_state": False,
     "store_frames": True,
+    # added in 0.8 (not in 0.7.1)
+    "history_ttl": 0,
+    "catchup_size": 100,
 }
 CHANNEL_INFO_KEYS = {
     "uuid",

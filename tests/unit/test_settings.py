@@ -277,3 +277,15 @@ def test_log_format_and_metrics_allow_from():
 def test_bad_log_format_or_metrics_networks_name_the_key(key, bad):
     with pytest.raises(SettingsError, match=key):
         Settings.from_sources({key: bad}, environ={})
+
+
+def test_presence_grace_is_a_few_seconds_within_gc_conns_after():
+    assert Settings.from_sources({}, environ={}).presence_grace == 3
+    assert Settings.from_sources({}, environ={}).idempotency_window == 300
+    # unset, it never outlives the connection
+    assert Settings.from_sources({"gc_conns_after": "1"}, environ={}).presence_grace == 1
+    assert Settings.from_sources({"presence_grace": "0"}, environ={}).presence_grace == 0
+    with pytest.raises(SettingsError, match=r"presence_grace \(6 from .*\) must be at most 5"):
+        Settings.from_sources({"presence_grace": "6"}, environ={})
+    with pytest.raises(SettingsError, match=r"at most gc_conns_after \(2 from"):
+        Settings.from_sources({"presence_grace": "3", "gc_conns_after": "2"}, environ={})

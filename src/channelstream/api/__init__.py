@@ -36,6 +36,7 @@ ROUTES = {
     "message": "/message",
     "channel_config": "/channel_config",
     "info": "/info",
+    "history": "/history",
     "listen": "/listen",
     "disconnect": "/disconnect",
     "ws": "/ws",

@@ -122,7 +122,10 @@ SETTINGS_EXAMPLE = {
     "broadcast_presence_with_user_lists": False,
     "notify_state": False,
     "store_frames": True,
+    "history_ttl": 0,
+    "catchup_size": 100,
 }
+EPOCH_EXAMPLE = "4d7e0a52-9c3b-5f1e-8a2d-6b4c3e2f1a09"
 MESSAGE_EXAMPLE = {
     "user": "bob",
     "message": {"text": "hello"},
@@ -134,7 +137,7 @@ MESSAGE_EXAMPLE = {
     "timestamp": NOW,
     "edited": None,
 }
-HISTORY_ENTRY_EXAMPLE = {**MESSAGE_EXAMPLE, "catchup": False, "type": "message"}
+HISTORY_ENTRY_EXAMPLE = {**MESSAGE_EXAMPLE, "catchup": False, "type": "message", "seq": 7}
 FRAME_EXAMPLE = {
     key: value
     for key, value in HISTORY_ENTRY_EXAMPLE.items()

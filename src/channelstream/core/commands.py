@@ -30,6 +30,7 @@ from channelstream.core.model import (
     ChannelConfigChanges,
     DeleteItem,
     EditItem,
+    Position,
     PublishItem,
     StateValue,
 )
@@ -74,6 +75,7 @@ class Connect(Operation[ConnectOutcome]):
     fresh_user_state: UserState = field(default_factory=dict)
     user_state: UserState = field(default_factory=dict)
     channel_configs: ChannelConfigs = field(default_factory=dict)
+    recover: Position | None = None
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> ConnectOutcome:
         return state.connect(
@@ -85,6 +87,7 @@ class Connect(Operation[ConnectOutcome]):
             fresh_user_state=self.fresh_user_state,
             user_state=self.user_state,
             channel_configs=self.channel_configs,
+            recover=self.recover,
             ids=ids,
         )
 
@@ -134,11 +137,14 @@ class SetChannelConfigs(Operation[list[str]]):
 
 @dataclass(frozen=True, kw_only=True)
 class Publish(Operation[MessagesOutcome]):
+    """`idempotency_window` travels with the command, so every replica keeps a key as long."""
+
     type: ClassVar[str] = "publish"
     messages: tuple[PublishItem, ...]
+    idempotency_window: float = 300.0
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> MessagesOutcome:
-        return state.publish(self.messages, now)
+        return state.publish(self.messages, now, self.idempotency_window)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,7 +186,7 @@ class Attach(Operation[Catchup]):
     heartbeats: bool = True
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> Catchup:
-        return state.attach(self.conn_id, now, node=self.node)
+        return state.attach(self.conn_id, now, node=self.node, ids=ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +206,7 @@ class CollectGarbage(Operation[GarbageOutcome]):
     connections_after: float
     users_after: float
     channels_after: float
+    presence_grace: float | None = None  # None: presence waits for the connection's end
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> GarbageOutcome:
         return state.collect_garbage(
@@ -207,8 +214,20 @@ class CollectGarbage(Operation[GarbageOutcome]):
             connections_after=self.connections_after,
             users_after=self.users_after,
             channels_after=self.channels_after,
+            presence_grace=self.presence_grace,
             ids=ids,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartEpoch(Operation[str]):
+    """Changes nothing itself: like any first command applied to an empty state, it names
+    the state's epoch. A node submits it when asked for the epoch before any command."""
+
+    type: ClassVar[str] = "start_epoch"
+
+    def apply(self, state: State, now: datetime, ids: IdSource) -> str:
+        return state.epoch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,6 +271,7 @@ OPERATIONS: dict[str, type[Operation[Any]]] = {
         Detach,
         CollectGarbage,
         ForgetNode,
+        StartEpoch,
     )
 }
 
@@ -289,6 +309,8 @@ def apply_command(state: State, command: Command) -> Applied:
     if isinstance(command.operation, Unsupported):
         raise TypeError(f"unsupported operation: {command.operation.reason}")
     counter = iter(range(1 << 30))
+    if not state.epoch:  # the first command of an empty state: the same on every replica
+        state.epoch = str(uuid.uuid5(ID_NAMESPACE, f"{command.id}/epoch"))
 
     def ids() -> str:
         """The n-th uuid made while applying this command: the same on every replica."""

@@ -26,6 +26,8 @@ class ChannelConfigChanges(TypedDict, total=False):
     broadcast_presence_with_user_lists: bool
     notify_state: bool
     store_frames: bool
+    history_ttl: int
+    catchup_size: int
 
 
 class MessageRouting(TypedDict):
@@ -45,6 +47,7 @@ class PublishItem(MessageRouting):
     message: NotRequired[dict[str, Any]]  # the payload: any JSON object
     uuid: str
     timestamp: str  # naive UTC ISO-8601: items cross the wire between nodes as JSON
+    idempotency_key: NotRequired[str]  # a repeat within the window is answered, not sent
 
 
 class EditItem(MessageRouting):
@@ -63,7 +66,7 @@ class DeleteItem(MessageRouting):
     uuid: str
 
 
-CHANNEL_FRAMES_KEPT = 100  # frames per channel kept for catchup (0.7.1's figure)
+CHANNEL_FRAMES_KEPT = 100  # default catchup_size: frames per channel kept (0.7.1's figure)
 USER_FRAMES_KEPT = 50  # direct messages per user kept for catchup (0.7.1's figure)
 
 # Keys of a stored message that only steer delivery; they never reach a client frame.
@@ -80,6 +83,8 @@ class ChannelConfig:
     broadcast_presence_with_user_lists: bool = False
     notify_state: bool = False
     store_frames: bool = True
+    history_ttl: int = 0  # seconds a stored message (history and catchup) lives; 0: for ever
+    catchup_size: int = CHANNEL_FRAMES_KEPT
 
     def merged(self, changes: ChannelConfigChanges) -> ChannelConfig:
         """A copy with only the given keys changed (fix F2: configs merge, never reset)."""
@@ -92,6 +97,8 @@ class ChannelConfig:
             ),
             notify_state=changes.get("notify_state", self.notify_state),
             store_frames=changes.get("store_frames", self.store_frames),
+            history_ttl=changes.get("history_ttl", self.history_ttl),
+            catchup_size=changes.get("catchup_size", self.catchup_size),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,6 +113,7 @@ class StoredFrame:
     frame: Frame  # shared with history for messages, so edits change both
     pm_users: tuple[str, ...] = ()
     exclude_users: tuple[str, ...] = ()
+    stored_at: datetime | None = None  # when it was sent: history_ttl counts from here
 
     def visible_to(self, username: str) -> bool:
         if username in self.exclude_users:
@@ -123,7 +131,11 @@ class Channel:
     # username -> conn_ids of that user in this channel (insertion-ordered)
     members: dict[str, dict[str, None]] = field(default_factory=dict)
     history: list[StoredFrame] = field(default_factory=list)
-    frames: deque[StoredFrame] = field(default_factory=lambda: deque(maxlen=CHANNEL_FRAMES_KEPT))
+    # catchup, at most config.catchup_size frames, oldest first
+    frames: deque[StoredFrame] = field(default_factory=deque)
+    # the newest seq of a frame sent here that catchup can no longer give (trimmed out of
+    # catchup_size, expired, never stored): a client behind it gets a gap, not a silent hole
+    lost_up_to: int = 0
 
     @property
     def total_connections(self) -> int:
@@ -138,7 +150,8 @@ class User:
     state: dict[str, StateValue] = field(default_factory=dict)
     public_keys: list[str] = field(default_factory=list)
     connections: dict[str, None] = field(default_factory=dict)
-    frames: deque[StoredFrame] = field(default_factory=lambda: deque(maxlen=USER_FRAMES_KEPT))
+    frames: deque[StoredFrame] = field(default_factory=deque)  # at most USER_FRAMES_KEPT
+    lost_up_to: int = 0  # as Channel.lost_up_to, for direct messages
 
     @property
     def public_state(self) -> dict[str, StateValue]:
@@ -152,6 +165,11 @@ class Connection:
     `cursor` is the seq up to which this connection has been served; catchup replays what
     came after it. Each channel remembers the seq at which the connection joined, so catchup
     never replays a channel's frames from before the subscription.
+
+    `present`: its user counts as a member of its channels (presence, /info). A connection
+    without a listener for `presence_grace` is absent until a listener attaches again; it
+    keeps its channels and cursor, so it still catches up. `gap_everywhere`: it recovered
+    from another epoch, so its first catchup starts with a gap on every channel.
     """
 
     conn_id: str
@@ -162,6 +180,24 @@ class Connection:
     channels: dict[str, int] = field(default_factory=dict)  # channel name -> seq at join
     listeners: int = 0
     listeners_by_node: dict[str, int] = field(default_factory=dict)  # node id -> listeners
+    present: bool = True
+    gap_everywhere: bool = False
+
+
+class Position(TypedDict):
+    """Where a client was: the last seq it saw, in the state of `epoch` (`recover`)."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass
+class IdempotencyRecord:
+    """The first message published with an idempotency key, answered to repeats until
+    `expires`."""
+
+    expires: datetime
+    accepted: dict[str, Any]
 
 
 @dataclass(frozen=True)

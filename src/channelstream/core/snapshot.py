@@ -16,11 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from channelstream.core.model import (
-    CHANNEL_FRAMES_KEPT,
-    USER_FRAMES_KEPT,
     Channel,
     ChannelConfig,
     Connection,
+    IdempotencyRecord,
     StoredFrame,
     User,
 )
@@ -33,6 +32,7 @@ def _stored(stored: StoredFrame) -> dict[str, Any]:
         "frame": stored.frame,
         "pm_users": list(stored.pm_users),
         "exclude_users": list(stored.exclude_users),
+        "stored_at": stored.stored_at,
     }
 
 
@@ -40,9 +40,19 @@ def _time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
+def _optional_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)
+
+
 def state_to_data(state: State) -> dict[str, Any]:
     return {
         "seq": state.seq,
+        "epoch": state.epoch,
+        "collected_up_to": state.collected_up_to,
+        "idempotency": [
+            {"key": key, "expires": record.expires, "accepted": record.accepted}
+            for key, record in state.idempotency.items()
+        ],
         "stats": {
             "total_messages": state.stats.total_messages,
             "total_unique_messages": state.stats.total_unique_messages,
@@ -57,6 +67,7 @@ def state_to_data(state: State) -> dict[str, Any]:
                 "members": {user: list(conns) for user, conns in c.members.items()},
                 "history": [_stored(s) for s in c.history],
                 "frames": [_stored(s) for s in c.frames],
+                "lost_up_to": c.lost_up_to,
             }
             for c in state.channels.values()
         ],
@@ -69,6 +80,7 @@ def state_to_data(state: State) -> dict[str, Any]:
                 "last_active": u.last_active,
                 "connections": list(u.connections),
                 "frames": [_stored(s) for s in u.frames],
+                "lost_up_to": u.lost_up_to,
             }
             for u in state.users.values()
         ],
@@ -82,6 +94,8 @@ def state_to_data(state: State) -> dict[str, Any]:
                 "channels": c.channels,
                 "listeners": c.listeners,
                 "listeners_by_node": c.listeners_by_node,
+                "present": c.present,
+                "gap_everywhere": c.gap_everywhere,
             }
             for c in state.connections.values()
         ],
@@ -92,22 +106,33 @@ def _restore_stored(data: dict[str, Any], shared: dict[int, dict[str, Any]]) -> 
     frame = shared.get(data["seq"])
     if frame is None:
         frame = shared[data["seq"]] = copy.deepcopy(data["frame"])
-    return StoredFrame(data["seq"], frame, tuple(data["pm_users"]), tuple(data["exclude_users"]))
+    return StoredFrame(
+        data["seq"],
+        frame,
+        tuple(data["pm_users"]),
+        tuple(data["exclude_users"]),
+        _optional_time(data.get("stored_at")),
+    )
 
 
 def state_from_data(data: dict[str, Any], state: State) -> State:
-    """Fill an empty `state` (built with the node's limits) from `data`."""
+    """Fill an empty `state` (built with the node's limits) from `data`. Keys added since
+    0.1 (epoch, positions, presence) have defaults, so an older snapshot still loads."""
     state.channels.clear()
     state.users.clear()
     state.connections.clear()
     state._seq = int(data["seq"])
+    state.epoch = str(data.get("epoch", ""))
+    state.collected_up_to = int(data.get("collected_up_to", 0))
+    state.idempotency = {
+        item["key"]: IdempotencyRecord(_time(item["expires"]), copy.deepcopy(item["accepted"]))
+        for item in data.get("idempotency", [])
+    }
     state.stats.total_messages = data["stats"]["total_messages"]
     state.stats.total_unique_messages = data["stats"]["total_unique_messages"]
     shared: dict[int, dict[str, Any]] = {}  # seq -> frame, across channels and users
     for item in data["channels"]:
-        frames = deque(
-            (_restore_stored(s, shared) for s in item["frames"]), maxlen=CHANNEL_FRAMES_KEPT
-        )
+        frames = deque(_restore_stored(s, shared) for s in item["frames"])
         state.channels[item["name"]] = Channel(
             name=item["name"],
             uuid=item["uuid"],
@@ -117,6 +142,7 @@ def state_from_data(data: dict[str, Any], state: State) -> State:
             members={user: dict.fromkeys(conns) for user, conns in item["members"].items()},
             history=[_restore_stored(s, shared) for s in item["history"]],
             frames=frames,
+            lost_up_to=int(item.get("lost_up_to", 0)),
         )
     for item in data["users"]:
         state.users[item["username"]] = User(
@@ -126,9 +152,8 @@ def state_from_data(data: dict[str, Any], state: State) -> State:
             public_keys=list(item["public_keys"]),
             last_active=_time(item["last_active"]),
             connections=dict.fromkeys(item["connections"]),
-            frames=deque(
-                (_restore_stored(s, shared) for s in item["frames"]), maxlen=USER_FRAMES_KEPT
-            ),
+            frames=deque(_restore_stored(s, shared) for s in item["frames"]),
+            lost_up_to=int(item.get("lost_up_to", 0)),
         )
     for item in data["connections"]:
         state.connections[item["conn_id"]] = Connection(
@@ -140,5 +165,7 @@ def state_from_data(data: dict[str, Any], state: State) -> State:
             channels={name: int(seq) for name, seq in item["channels"].items()},
             listeners=int(item["listeners"]),
             listeners_by_node={k: int(v) for k, v in item["listeners_by_node"].items()},
+            present=bool(item.get("present", True)),
+            gap_everywhere=bool(item.get("gap_everywhere", False)),
         )
     return state

@@ -13,9 +13,10 @@ connections, users and channels are collected (F8), /disconnect is final (F17).
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from channelstream.core.errors import (
@@ -26,6 +27,7 @@ from channelstream.core.errors import (
     UnknownUser,
 )
 from channelstream.core.model import (
+    USER_FRAMES_KEPT,
     Channel,
     ChannelConfig,
     ChannelConfigChanges,
@@ -34,6 +36,8 @@ from channelstream.core.model import (
     Delivery,
     EditItem,
     Frame,
+    IdempotencyRecord,
+    Position,
     PublishItem,
     StateValue,
     Stats,
@@ -51,14 +55,6 @@ class Limits:
     max_connections: int = 0  # 0: no limit
 
 
-@dataclass(frozen=True)
-class Catchup:
-    """Frames a connection missed, oldest first, and the seq they bring it up to."""
-
-    frames: list[Frame]
-    seq: int
-
-
 @dataclass
 class Outcome:
     """What an operation asks the caller to send."""
@@ -67,9 +63,29 @@ class Outcome:
 
 
 @dataclass
+class Catchup(Outcome):
+    """What an attaching listener gets first: gap frames, then the frames its connection
+    missed, oldest first, and the seq they bring it up to. `deliveries`: presence frames for
+    the others, when the connection was absent and joins again."""
+
+    frames: list[Frame] = field(default_factory=list)
+    seq: int = 0
+
+
+@dataclass
 class ConnectOutcome(Outcome):
     connection: Connection | None = None
     user: User | None = None
+    # asked to recover: whether its first catchup will hold every frame missed (None: not asked)
+    recovered: bool | None = None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A slice of a channel's history (`POST /history`), and whether more lies beyond it."""
+
+    entries: list[dict[str, Any]]
+    has_more: bool
 
 
 @dataclass
@@ -92,6 +108,7 @@ class MessagesOutcome(Outcome):
 @dataclass
 class GarbageOutcome(Outcome):
     connections: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # connections whose presence parted
     users: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
 
@@ -115,6 +132,14 @@ class State:
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
         self._seq = 0
+        # names this state's life: set by the first command applied to an empty state (see
+        # core.commands.apply_command), so replicas agree; a seq means something only in it
+        self.epoch = ""
+        # "<scope>\n<key>" -> the first message published with that idempotency key
+        self.idempotency: dict[str, IdempotencyRecord] = {}
+        # the newest seq a collected channel or user held: one made anew under that name may
+        # have lost frames a recovering client missed, so it starts with lost_up_to there
+        self.collected_up_to = 0
 
     # ------------------------------------------------------------------ connections
 
@@ -129,9 +154,13 @@ class State:
         fresh_user_state: Mapping[str, StateValue] | None = None,
         user_state: Mapping[str, StateValue] | None = None,
         channel_configs: Mapping[str, ChannelConfigChanges] | None = None,
+        recover: Position | None = None,
         ids: IdSource = new_uuid,
     ) -> ConnectOutcome:
-        """Create (or, for the same user, update in place) a connection and join channels."""
+        """Create (or, for the same user, update in place) a connection and join channels.
+
+        `recover`: a new connection starts at that position instead of now, so its first
+        catchup replays what the client missed (from 0, after gaps, if the epoch differs)."""
         wanted = sorted(set(channels))
         connection = self.connections.get(conn_id)
         if connection is not None and connection.username != username:
@@ -143,7 +172,9 @@ class State:
 
         user = self.users.get(username)
         if user is None:
-            user = User(username=username, last_active=now, uuid=ids())
+            user = User(
+                username=username, last_active=now, uuid=ids(), lost_up_to=self.collected_up_to
+            )
             self.users[username] = user
             self._merge_state(user, fresh_user_state or {})
         user.public_keys = list(state_public_keys)
@@ -158,13 +189,20 @@ class State:
                 last_active=now,
                 cursor=self._seq,
             )
+            if recover is not None and recover["epoch"] == self.epoch:
+                connection.cursor = max(0, min(recover["seq"], self._seq))
+            elif recover is not None:
+                connection.gap_everywhere = True
             self.connections[conn_id] = connection
             user.connections[conn_id] = None
         else:
             connection.last_active = now
         outcome = ConnectOutcome(connection=connection, user=user)
         for name in wanted:
-            self._join(connection, name, (channel_configs or {}).get(name), now, outcome, ids)
+            config = (channel_configs or {}).get(name)
+            self._join(connection, name, config, now, outcome, ids, joined_at=connection.cursor)
+        if recover is not None:
+            outcome.recovered = not self._gaps(connection)
         return outcome
 
     def subscribe(
@@ -216,13 +254,26 @@ class State:
 
     # ------------------------------------------------------------------ listeners
 
-    def attach(self, conn_id: str, now: datetime, node: str = "local") -> Catchup:
-        """A listener (socket, poll) on `node` attaches: count it and return what it missed."""
+    def attach(
+        self, conn_id: str, now: datetime, node: str = "local", ids: IdSource = new_uuid
+    ) -> Catchup:
+        """A listener (socket, poll) on `node` attaches: count it, make the connection present
+        again if it was absent, and return what it missed (gaps first)."""
         connection = self.get_connection(conn_id)
         connection.listeners += 1
         connection.listeners_by_node[node] = connection.listeners_by_node.get(node, 0) + 1
         self.touch(conn_id, now)
-        return Catchup(frames=self.catchup_frames(connection), seq=self._seq)
+        outcome = Catchup()
+        if not connection.present:
+            self._make_present(connection, now, outcome, ids)
+        for name in connection.channels:
+            channel = self.channels.get(name)
+            if channel is not None:
+                self._expire(channel, now)
+        outcome.frames = self.catchup_frames(connection)
+        outcome.seq = self._seq
+        connection.gap_everywhere = False
+        return outcome
 
     def detach(self, conn_id: str, served_up_to: int, now: datetime, node: str = "local") -> None:
         """A listener went away having sent the client everything up to `served_up_to`."""
@@ -258,14 +309,18 @@ class State:
             connections=len(self.connections),
             channels=len(self.channels),
             users=len(self.users),
-            users_connected=sum(1 for user in self.users.values() if user.connections),
+            users_connected=len(self.connected_users()),
             messages_in=self.stats.total_unique_messages,
             frames_out=self.stats.total_messages,
         )
 
     def connected_users(self) -> list[User]:
-        """Users holding at least one connection, by name."""
-        connected = (user for user in self.users.values() if user.connections)
+        """Users holding at least one present connection, by name."""
+        connected = (
+            user
+            for user in self.users.values()
+            if any(self.connections[conn_id].present for conn_id in user.connections)
+        )
         return sorted(connected, key=lambda user: user.username)
 
     def connections_by_user(self) -> list[Connection]:
@@ -286,27 +341,58 @@ class State:
         return True
 
     def catchup_frames(self, connection: Connection) -> list[Frame]:
-        """Frames stored after the connection's cursor that it may see, oldest first.
+        """A gap frame for every channel (and the direct messages) where frames it missed are
+        gone, then the frames stored after its position that it may see, oldest first.
 
         A channel's frames count only from when the connection joined it.
         """
         username = connection.username
         missed: list[StoredFrame] = []
-        for name, joined_at in connection.channels.items():
+        for name in connection.channels:
             channel = self.channels.get(name)
-            if channel is None:
-                continue
-            floor = max(connection.cursor, joined_at)
-            missed.extend(
-                stored
-                for stored in channel.frames
-                if stored.seq > floor and stored.visible_to(username)
-            )
+            if channel is not None:
+                floor = self._floor(connection, name)
+                missed.extend(
+                    stored
+                    for stored in channel.frames
+                    if stored.seq > floor and stored.visible_to(username)
+                )
         user = self.users.get(username)
         if user is not None:
-            missed.extend(stored for stored in user.frames if stored.seq > connection.cursor)
+            floor = self._floor(connection, None)
+            missed.extend(stored for stored in user.frames if stored.seq > floor)
         missed.sort(key=lambda stored: stored.seq)
-        return [{**stored.frame, "catchup": True} for stored in missed]
+        gaps = [
+            {"type": "gap", "channel": name, "seq": seq, "catchup": True}
+            for name, seq in self._gaps(connection)
+        ]
+        return gaps + [{**stored.frame, "catchup": True} for stored in missed]
+
+    def _floor(self, connection: Connection, channel_name: str | None) -> int:
+        """The connection's position on a channel (None: its direct messages): what it has
+        seen, or joined after; 0 when it came from another epoch."""
+        if connection.gap_everywhere:
+            return 0
+        if channel_name is None:
+            return connection.cursor
+        return max(connection.cursor, connection.channels[channel_name])
+
+    def _gaps(self, connection: Connection) -> list[tuple[str | None, int]]:
+        """(channel, position) where the connection missed frames catchup can no longer give;
+        channel None for its direct messages. A gap's seq is the client's position there:
+        frames after it and before the catchup that follows were lost (`/history` with
+        `since_seq` = that seq gets what history kept of them)."""
+        gaps: list[tuple[str | None, int]] = []
+        for name in sorted(connection.channels):
+            channel = self.channels.get(name)
+            floor = self._floor(connection, name)
+            if connection.gap_everywhere or (channel is not None and channel.lost_up_to > floor):
+                gaps.append((name, floor))
+        user = self.users.get(connection.username)
+        floor = self._floor(connection, None)
+        if connection.gap_everywhere or (user is not None and user.lost_up_to > floor):
+            gaps.append((None, floor))
+        return gaps
 
     # ------------------------------------------------------------------ users
 
@@ -379,25 +465,49 @@ class State:
                     name=name,
                     config=ChannelConfig().merged(changes),
                     last_active=now,
+                    lost_up_to=self.collected_up_to,
                 )
             else:
                 channel.config = channel.config.merged(changes)
                 channel.last_active = now
                 self._trim_history(channel)
+                self._trim_frames(channel.frames, channel.config.catchup_size, channel)
+                self._expire(channel, now)
         return list(configs)
 
     # ------------------------------------------------------------------ messages
 
-    def publish(self, messages: Iterable[PublishItem], now: datetime) -> MessagesOutcome:
-        """Route messages to channels or users. Items with no target are dropped (0.7.1)."""
+    def publish(
+        self,
+        messages: Iterable[PublishItem],
+        now: datetime,
+        idempotency_window: float = 300.0,
+    ) -> MessagesOutcome:
+        """Route messages to channels or users. Items with no target are dropped (0.7.1).
+
+        An item whose `idempotency_key` was published to the same channel (or the same
+        direct users) within `idempotency_window` seconds is answered with that first
+        message and not sent again."""
         outcome = MessagesOutcome()
+        self._expire_idempotency(now)
         for item in messages:
             channel_name = item.get("channel")
             pm_users = tuple(item.get("pm_users") or ())
             exclude_users = tuple(item.get("exclude_users") or ())
             if not channel_name and not pm_users:
                 continue
-            outcome.accepted.append({**item, "edited": None})
+            key = item.get("idempotency_key")
+            scoped_key = idempotency_scope(channel_name, pm_users, key) if key else None
+            if scoped_key is not None:
+                first = self.idempotency.get(scoped_key)
+                if first is not None:
+                    outcome.accepted.append(first.accepted)
+                    continue
+            accepted = {**item, "edited": None}
+            outcome.accepted.append(accepted)
+            if scoped_key is not None:
+                expires = now + timedelta(seconds=idempotency_window)
+                self.idempotency[scoped_key] = IdempotencyRecord(expires, accepted)
             self.stats.total_unique_messages += 1
             frame: Frame = {
                 "channel": channel_name or None,
@@ -420,7 +530,9 @@ class State:
                     and channel.config.history_size > 0
                 ):
                     # shares `frame` with the catchup copy, so an edit changes both
-                    channel.history.append(StoredFrame(delivery.seq, frame, (), exclude_users))
+                    channel.history.append(
+                        StoredFrame(delivery.seq, frame, (), exclude_users, stored_at=now)
+                    )
                     self._trim_history(channel)
             else:
                 delivery = self._emit_to_users(pm_users, frame, now)
@@ -505,27 +617,74 @@ class State:
         connections_after: float,
         users_after: float,
         channels_after: float,
+        presence_grace: float | None = None,
         ids: IdSource = new_uuid,
     ) -> GarbageOutcome:
-        """Remove what has been idle too long (fix F8). A listened-to connection never is."""
+        """Remove what has been idle too long (fix F8). A listened-to connection never is.
+
+        A connection without a listener for `presence_grace` seconds (None: never) becomes
+        absent: its user parts where no other present connection of theirs remains. Expired
+        history, catchup frames and idempotency keys go too."""
         outcome = GarbageOutcome()
         for connection in list(self.connections.values()):
             idle = (now - connection.last_active).total_seconds()
             if connection.listeners == 0 and idle > connections_after:
                 self._drop_connection(connection, now, outcome, ids)
                 outcome.connections.append(connection.conn_id)
+            elif (
+                presence_grace is not None
+                and connection.present
+                and connection.listeners == 0
+                and idle > presence_grace
+            ):
+                self._make_absent(connection, now, outcome, ids)
+                outcome.absent.append(connection.conn_id)
         for user in list(self.users.values()):
             if not user.connections and (now - user.last_active).total_seconds() > users_after:
+                self._forget(user)
                 del self.users[user.username]
                 outcome.users.append(user.username)
+        in_use = {name for c in self.connections.values() for name in c.channels}
         for channel in list(self.channels.values()):
             idle = (now - channel.last_active).total_seconds()
-            if not channel.members and idle > channels_after:
+            if not channel.members and channel.name not in in_use and idle > channels_after:
+                self._forget(channel)
                 del self.channels[channel.name]
                 outcome.channels.append(channel.name)
+            else:
+                self._expire(channel, now)
+        self._expire_idempotency(now)
         return outcome
 
     # ------------------------------------------------------------------ read models
+
+    def history(
+        self,
+        channel_name: str,
+        now: datetime,
+        *,
+        since_seq: int = 0,
+        limit: int = 100,
+        reverse: bool = False,
+        username: str | None = None,
+    ) -> HistoryPage:
+        """The channel's stored messages with a seq above `since_seq`, oldest first (newest
+        first if `reverse`), at most `limit`; with `username`, only those that user may see.
+        An unknown channel has none. Reads only: what expired is skipped, not removed."""
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            return HistoryPage([], False)
+        oldest_kept = self._oldest_kept(channel, now)
+        selected = [
+            stored
+            for stored in channel.history
+            if stored.seq > since_seq
+            and not _older(stored, oldest_kept)
+            and (username is None or stored.visible_to(username))
+        ]
+        if reverse:
+            selected.reverse()
+        return HistoryPage([history_entry(s) for s in selected[:limit]], len(selected) > limit)
 
     def channel_info(
         self,
@@ -599,8 +758,11 @@ class State:
         now: datetime,
         outcome: Outcome,
         ids: IdSource,
+        joined_at: int | None = None,
     ) -> bool:
-        """Put a connection in a channel (created with `config` if new). False if already in."""
+        """Put a connection in a channel (created with `config` if new). False if already in.
+        Catchup counts the channel's frames from `joined_at` (default: now). An absent
+        connection joins the channel's members only once a listener attaches."""
         channel = self.channels.get(name)
         if channel is None:
             channel = Channel(
@@ -608,18 +770,32 @@ class State:
                 name=name,
                 config=ChannelConfig().merged(config or ChannelConfigChanges()),
                 last_active=now,
+                lost_up_to=self.collected_up_to,
             )
             self.channels[name] = channel
         if name in connection.channels:
             return False
         channel.last_active = now
-        connection.channels[name] = self._seq
+        connection.channels[name] = self._seq if joined_at is None else joined_at
+        if not connection.present:
+            return True
+        self._add_member(channel, connection, now, outcome, ids)
+        return True
+
+    def _add_member(
+        self,
+        channel: Channel,
+        connection: Connection,
+        now: datetime,
+        outcome: Outcome,
+        ids: IdSource,
+    ) -> None:
+        """Count the connection among the channel's members; "joined" if its user was not."""
         username = connection.username
         first_of_user = username not in channel.members
         channel.members.setdefault(username, {})[connection.conn_id] = None
         if first_of_user and channel.config.notify_presence:
             outcome.deliveries.append(self._presence(channel, username, "joined", now, ids))
-        return True
 
     def _leave(
         self, connection: Connection, name: str, now: datetime, outcome: Outcome, ids: IdSource
@@ -629,6 +805,18 @@ class State:
         if channel is None:
             return
         channel.last_active = now
+        self._remove_member(channel, connection, now, outcome, ids)
+
+    def _remove_member(
+        self,
+        channel: Channel,
+        connection: Connection,
+        now: datetime,
+        outcome: Outcome,
+        ids: IdSource,
+    ) -> None:
+        """No longer count the connection among the members; "parted" if it was its user's
+        last there."""
         username = connection.username
         conns = channel.members.get(username)
         if conns is None:
@@ -638,6 +826,27 @@ class State:
             del channel.members[username]
             if channel.config.notify_presence:
                 outcome.deliveries.append(self._presence(channel, username, "parted", now, ids))
+
+    def _make_absent(
+        self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource
+    ) -> None:
+        """Its user parts wherever this was their last present connection; the connection
+        keeps its channels and cursor for a later re-attach."""
+        connection.present = False
+        for name in connection.channels:
+            channel = self.channels.get(name)
+            if channel is not None:
+                self._remove_member(channel, connection, now, outcome, ids)
+
+    def _make_present(
+        self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource
+    ) -> None:
+        connection.present = True
+        for name in connection.channels:
+            channel = self.channels.get(name)
+            if channel is not None:
+                channel.last_active = now
+                self._add_member(channel, connection, now, outcome, ids)
 
     def _drop_connection(
         self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource
@@ -688,9 +897,14 @@ class State:
         over pm_users.
         """
         channel.last_active = now
-        stored = StoredFrame(self._next_seq(), frame, pm_users, exclude_users)
-        if channel.config.store_frames:
+        stored = StoredFrame(self._next_seq(), frame, pm_users, exclude_users, stored_at=now)
+        frame["seq"] = stored.seq
+        self._expire(channel, now)
+        if channel.config.store_frames and channel.config.catchup_size > 0:
             channel.frames.append(stored)
+            self._trim_frames(channel.frames, channel.config.catchup_size, channel)
+        else:
+            channel.lost_up_to = stored.seq
         recipients = tuple(
             conn_id
             for username, conns in channel.members.items()
@@ -703,12 +917,15 @@ class State:
     def _emit_to_users(self, usernames: Iterable[str], frame: Frame, now: datetime) -> Delivery:
         """A direct message: every connection of each listed (known) user, whatever its channels."""
         seq = self._next_seq()
+        frame["seq"] = seq
         recipients: list[str] = []
         for username in dict.fromkeys(usernames):
             user = self.users.get(username)
-            if user is None:
+            if user is None:  # a user made later under this name may be a recovering client
+                self.collected_up_to = seq
                 continue
-            user.frames.append(StoredFrame(seq, frame))
+            user.frames.append(StoredFrame(seq, frame, stored_at=now))
+            self._trim_frames(user.frames, USER_FRAMES_KEPT, user)
             user.last_active = now
             recipients.extend(user.connections)
         self.stats.total_messages += len(recipients)
@@ -732,10 +949,55 @@ class State:
                 return
 
     @staticmethod
+    def _trim_frames(frames: deque[StoredFrame], size: int, owner: Channel | User) -> None:
+        """Keep the newest `size` frames; what goes is lost to catchup (a gap from now on)."""
+        while len(frames) > size:
+            owner.lost_up_to = max(owner.lost_up_to, frames.popleft().seq)
+
+    @staticmethod
+    def _oldest_kept(channel: Channel, now: datetime) -> datetime | None:
+        """Frames stored before this time have expired (None: history_ttl 0, none do)."""
+        ttl = channel.config.history_ttl
+        return now - timedelta(seconds=ttl) if ttl > 0 else None
+
+    def _expire(self, channel: Channel, now: datetime) -> None:
+        """Drop history and catchup frames older than the channel's history_ttl."""
+        oldest_kept = self._oldest_kept(channel, now)
+        if oldest_kept is None:
+            return
+        while channel.frames and _older(channel.frames[0], oldest_kept):
+            channel.lost_up_to = max(channel.lost_up_to, channel.frames.popleft().seq)
+        if channel.history and _older(channel.history[0], oldest_kept):
+            channel.history = [s for s in channel.history if not _older(s, oldest_kept)]
+
+    def _forget(self, owner: Channel | User) -> None:
+        newest = owner.frames[-1].seq if owner.frames else 0
+        self.collected_up_to = max(self.collected_up_to, owner.lost_up_to, newest)
+
+    def _expire_idempotency(self, now: datetime) -> None:
+        """Forget keys past their window (kept in the order they came, so from the front)."""
+        for scoped_key, record in list(self.idempotency.items()):
+            if record.expires > now:
+                break
+            del self.idempotency[scoped_key]
+
+    @staticmethod
     def _trim_history(channel: Channel) -> None:
         size = channel.config.history_size
         if len(channel.history) > size:
             channel.history = channel.history[len(channel.history) - size :]
+
+
+def _older(stored: StoredFrame, oldest_kept: datetime | None) -> bool:
+    return (
+        oldest_kept is not None and stored.stored_at is not None and stored.stored_at < oldest_kept
+    )
+
+
+def idempotency_scope(channel: str | None, pm_users: Iterable[str], key: str) -> str:
+    """Where an idempotency key counts: its channel, else its set of direct users."""
+    scope = f"channel:{channel}" if channel else "users:" + ",".join(sorted(set(pm_users)))
+    return f"{scope}\n{key}"
 
 
 def history_entry(stored: StoredFrame) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from channelstream.core.commands import (
     Publish,
     SetChannelConfigs,
     SetUserState,
+    StartEpoch,
     Subscribe,
     Unsubscribe,
     Unsupported,
@@ -59,6 +60,16 @@ EXAMPLES: list[Operation[Any]] = [
     Detach(conn_id="c1", served_up_to=7, node="n1"),
     CollectGarbage(connections_after=30.0, users_after=86400.0, channels_after=3600.5),
     ForgetNode(node="n2"),
+    # added with positions, recovery, presence_grace and idempotent publish
+    StartEpoch(),
+    Connect(username="Zoë", conn_id="c2", channels=("a",), recover={"epoch": "e", "seq": 4}),
+    Publish(
+        messages=({"channel": "a", "user": "u", "uuid": "m2", "idempotency_key": "k"},),
+        idempotency_window=60.0,
+    ),
+    CollectGarbage(
+        connections_after=30.0, users_after=86400.0, channels_after=3600.5, presence_grace=3.0
+    ),
 ]
 
 

@@ -8,7 +8,11 @@ from channelstream.core.model import CHANNEL_FRAMES_KEPT, USER_FRAMES_KEPT
 
 
 def uuids(frames):
-    return [f["uuid"] for f in frames]
+    return [f["uuid"] for f in frames if f["type"] != "gap"]
+
+
+def gaps(frames):
+    return [(f["channel"], f["seq"]) for f in frames if f["type"] == "gap"]
 
 
 def test_messages_sent_between_connect_and_attach_are_caught_up(state, now, message):
@@ -122,7 +126,10 @@ def test_channels_with_store_frames_false_give_no_catchup(state, now, message):
     kept = message("room")
     state.publish([message("live"), kept], now)
 
-    assert uuids(state.attach("a1", now).frames) == [kept["uuid"]]
+    frames = state.attach("a1", now).frames
+    assert uuids(frames) == [kept["uuid"]]
+    position = frames[0]["seq"]  # the seq it connected at
+    assert frames[0] == {"type": "gap", "channel": "live", "seq": position, "catchup": True}
 
 
 def test_frames_from_before_joining_a_channel_are_never_replayed(state, now, message):
@@ -202,6 +209,7 @@ def test_catchup_keeps_the_last_100_frames_of_a_channel(state, now, message):
 
     assert CHANNEL_FRAMES_KEPT == 100
     assert uuids(frames) == [i["uuid"] for i in items[-CHANNEL_FRAMES_KEPT:]]
+    assert gaps(frames) == [("room", 0)] and frames[0]["type"] == "gap"
 
 
 def test_catchup_keeps_the_last_50_direct_messages_of_a_user(state, now, message):
@@ -213,6 +221,7 @@ def test_catchup_keeps_the_last_50_direct_messages_of_a_user(state, now, message
 
     assert USER_FRAMES_KEPT == 50
     assert uuids(frames) == [i["uuid"] for i in items[-USER_FRAMES_KEPT:]]
+    assert gaps(frames) == [(None, 0)]  # direct messages lost: a gap with channel null
 
 
 def test_attach_counts_a_listener_and_refreshes_activity(state, now):

@@ -75,6 +75,7 @@ def test_edit_frame_holds_only_the_sent_fields_plus_edited_and_type(state, now, 
 
     [delivery] = outcome.deliveries
     assert delivery.frame == {
+        "seq": delivery.seq,  # every frame carries its position
         "channel": "room",
         "uuid": item["uuid"],
         "message": {"text": "new"},
@@ -108,6 +109,7 @@ def test_edit_frame_with_every_editable_field(state, now, message):
     ).deliveries
 
     assert delivery.frame == {
+        "seq": delivery.seq,  # every frame carries its position
         "channel": "room",
         "uuid": item["uuid"],
         "message": {"text": "new"},
@@ -190,6 +192,7 @@ def test_edit_of_a_direct_message_updates_it_for_catchup_and_tells_the_users(sta
     [delivery] = outcome.deliveries
     assert sorted(delivery.conn_ids) == ["a1", "a2"]
     assert delivery.frame == {
+        "seq": delivery.seq,  # every frame carries its position
         "channel": None,
         "uuid": item["uuid"],
         "message": {"text": "edited"},
@@ -258,6 +261,7 @@ def test_delete_frame_shape_and_routing(state, now, message):
 
     [delivery] = outcome.deliveries
     assert delivery.frame == {
+        "seq": delivery.seq,  # every frame carries its position
         "channel": "room",
         "uuid": item["uuid"],
         "type": "message:delete",
@@ -292,6 +296,7 @@ def test_delete_of_a_direct_message_removes_it_from_every_listed_users_catchup(s
     [delivery] = outcome.deliveries
     assert sorted(delivery.conn_ids) == ["a1", "b1"]
     assert delivery.frame == {
+        "seq": delivery.seq,  # every frame carries its position
         "channel": None,
         "uuid": item["uuid"],
         "type": "message:delete",

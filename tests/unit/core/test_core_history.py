@@ -108,6 +108,7 @@ def test_history_entry_carries_the_delivery_fields_like_0_7_1(state, now, messag
 
     [entry] = state.channels_info()["channels"]["room"]["history"]
     assert entry == {
+        "seq": entry["seq"],  # added: its position, for /history
         "channel": "room",
         "uuid": item["uuid"],
         "timestamp": item["timestamp"],

@@ -39,6 +39,8 @@ def test_all_channels_with_history_users_and_full_state_by_default(populated, no
             "broadcast_presence_with_user_lists": False,
             "notify_state": False,
             "store_frames": True,
+            "history_ttl": 0,
+            "catchup_size": 100,
         },
         "history": room["history"],
         "last_active": populated.channels["room"].last_active,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-FRAME_KEYS = {"channel", "uuid", "timestamp", "user", "message", "edited", "catchup", "type"}
+FRAME_KEYS = {"channel", "uuid", "timestamp", "user", "message", "edited", "catchup", "type", "seq"}
 
 
 def recipients(outcome):
@@ -43,6 +43,7 @@ def test_delivered_frame_has_exactly_the_client_fields(state, now, message):
     [delivery] = state.publish([item], now).deliveries
 
     assert delivery.frame == {
+        "seq": delivery.seq,  # every frame carries its position
         "channel": "room",
         "uuid": item["uuid"],
         "timestamp": item["timestamp"],

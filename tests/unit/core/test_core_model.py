@@ -15,6 +15,9 @@ def test_channel_config_defaults_match_0_7_1():
         "broadcast_presence_with_user_lists": False,
         "notify_state": False,
         "store_frames": True,
+        # added in 0.8: not in 0.7.1
+        "history_ttl": 0,
+        "catchup_size": 100,
     }
 
 

@@ -44,6 +44,7 @@ def test_joined_frame_carries_the_joiners_public_state(state, now):
 
     frame = only_presence(outcome).frame
     assert frame == {
+        "seq": frame["seq"],  # every frame carries its position
         "uuid": frame["uuid"],
         "type": "presence",
         "user": "alice",

@@ -132,6 +132,7 @@ def test_state_change_frame_shape(state, now):
 
     frame = delivery.frame
     assert frame == {
+        "seq": delivery.seq,  # every frame carries its position
         "uuid": frame["uuid"],
         "type": "user_state_change",
         "user": "alice",

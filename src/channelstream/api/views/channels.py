@@ -1,4 +1,4 @@
-"""/channel_config and /info: channel settings and what the server knows."""
+"""/channel_config, /info and /history: channel settings and what the server knows."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ from typing import Any
 from pyramid.view import view_config, view_defaults
 
 from channelstream.api.documented import API_TAG, answer, documented, request_body
-from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, channel_example
+from channelstream.api.openapi import (
+    CHANNELS_INFO_EXAMPLE,
+    EPOCH_EXAMPLE,
+    HISTORY_ENTRY_EXAMPLE,
+    channel_example,
+)
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView, dumped
 from channelstream.core.commands import SetChannelConfigs
 from channelstream.schemas import (
     ChannelsInfoSchema,
+    HistoryBodySchema,
+    HistoryResponseSchema,
     InfoBodySchema,
     channel_config_map,
     default_info,
@@ -72,3 +79,34 @@ class ChannelViews(NodeView):
         body = self.json_body(default=None)
         info = default_info() if body is None else InfoBodySchema.shared().load(body)["info"]
         return dumped(ChannelsInfoSchema, self.channels_info(info.get("channels"), info))
+
+    @view_config(route_name="history", request_method="POST")
+    @documented(
+        "A channel's stored messages, by position",
+        tag=API_TAG,
+        description="What the channel keeps as history (`store_history`, `history_size`, "
+        "`history_ttl`), each entry with its `seq`: entries after `since_seq`, oldest first "
+        "(`reverse`: newest first), at most `limit`; `has_more` when the range holds more. "
+        "Edits show in the entries, deleted messages are gone. Without `user`, every entry "
+        "(the web app is trusted); with it, only what that user may see. An unknown channel "
+        "answers no messages. After a `gap` frame, `since_seq` = the gap's `seq` returns what "
+        "history kept of what the client lost.",
+        request=request_body(HistoryBodySchema, {"channel": "lobby", "since_seq": 6}),
+        responses={
+            "200": answer(
+                HistoryResponseSchema,
+                {"epoch": EPOCH_EXAMPLE, "messages": [HISTORY_ENTRY_EXAMPLE], "has_more": False},
+            )
+        },
+    )
+    def history(self) -> dict[str, Any]:
+        data = HistoryBodySchema.shared().load(self.json_body())
+        page = self.node.history(
+            data["channel"],
+            since_seq=data["since_seq"],
+            limit=data["limit"],
+            reverse=data["reverse"],
+            username=data.get("user"),
+        )
+        answer = {"epoch": self.node.epoch(), "messages": page.entries, "has_more": page.has_more}
+        return dumped(HistoryResponseSchema, answer)

@@ -7,7 +7,7 @@ from typing import Any
 from pyramid.view import view_config, view_defaults
 
 from channelstream.api.documented import API_TAG, answer, documented, request_body
-from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, CONN_ID
+from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, CONN_ID, EPOCH_EXAMPLE
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView, dumped
 from channelstream.core.commands import Connect, Subscribe, Unsubscribe
@@ -30,7 +30,9 @@ class ConnectionViews(NodeView):
         description="Creates the user if needed (applying `fresh_user_state`), merges "
         "`user_state`, sets `state_public_keys` and subscribes the connection to `channels` "
         "(created with `channel_configs` if new). Reusing a live conn_id of the same user "
-        "updates that connection in place; another user's conn_id is a 422.",
+        "updates that connection in place; another user's conn_id is a 422. The answer's `epoch` "
+        "and the frames' `seq` make the position a client gives back in `recover` when it "
+        "must connect anew (its old connection ended).",
         request=request_body(
             ConnectBodySchema,
             {
@@ -51,6 +53,7 @@ class ConnectionViews(NodeView):
                     "public_state": {"status": "online"},
                     "channels": ["lobby"],
                     "channels_info": CHANNELS_INFO_EXAMPLE,
+                    "epoch": EPOCH_EXAMPLE,
                 },
             )
         },
@@ -66,18 +69,22 @@ class ConnectionViews(NodeView):
                 fresh_user_state=data["fresh_user_state"],
                 user_state=data["user_state"],
                 channel_configs=data["channel_configs"],
+                recover=data.get("recover"),
             )
         )
         assert outcome.user is not None and outcome.connection is not None
         channels = sorted(set(data["channels"]))
-        answer = {
+        answer: dict[str, Any] = {
             "conn_id": outcome.connection.conn_id,
             "state": outcome.user.state,
             "username": outcome.user.username,
             "public_state": outcome.user.public_state,
             "channels": channels,
             "channels_info": self.channels_info(channels, data["info"]),
+            "epoch": self.node.epoch(),
         }
+        if outcome.recovered is not None:
+            answer["recovered"] = outcome.recovered
         return dumped(ConnectResponseSchema, answer)
 
     def _membership_body(self) -> dict[str, Any]:

@@ -67,6 +67,8 @@ def publish_item(data: dict[str, Any]) -> PublishItem:
     )
     if "message" in data:
         item["message"] = data["message"]
+    if "idempotency_key" in data:
+        item["idempotency_key"] = data["idempotency_key"]
     return item
 
 
@@ -94,7 +96,9 @@ class MessageViews(NodeView):
         tag=API_TAG,
         operation_id="message",
         description="The body is a list. Items with neither `channel` nor `pm_users` are "
-        "dropped; a message to a channel that does not exist is accepted and goes nowhere.",
+        "dropped; a message to a channel that does not exist is accepted and goes nowhere. "
+        "An item repeating an `idempotency_key` within `idempotency_window` is answered with "
+        "the first message and not sent again.",
         request=request_body(
             MessageBodySchema(many=True),
             [{"channel": "lobby", "user": "bob", "message": {"text": "hello"}}],
