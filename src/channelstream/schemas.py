@@ -447,6 +447,14 @@ class ConnectResponseSchema(BaseSchema):
         required=True,
         metadata={"description": "Names the state `seq` counts in; keep it for `recover`"},
     )
+    seq = fields.Integer(
+        required=True,
+        metadata={
+            "description": "The connection's position: frames with a greater `seq` reach it, "
+            "live or as catchup. A page that has received no frame yet keeps this one for "
+            "`recover`, so a later recover never replays what came before it connected"
+        },
+    )
     recovered = fields.Boolean(
         metadata={
             "description": "Only with `recover`: true when the connection's catchup holds "

@@ -49,20 +49,22 @@ def test_a_connection_made_through_the_api_appears_with_its_channels_and_state(
         user_state={"mood": "curious", "hidden": "x"},
         state_public_keys=["mood"],
     )
-    api.publish({"channel": "lobby", "user": "bob", "message": {"text": "hello"}})
+    # a listener keeps alice present: without one she parts after presence_grace
+    with WsListener.open(server.ws_url, conn_id):
+        api.publish({"channel": "lobby", "user": "bob", "message": {"text": "hello"}})
 
-    row = page.locator(f"[data-conn-id='{conn_id}']")
-    expect(row).to_be_visible(timeout=REFRESH_WAIT_MS)
-    expect(row).to_contain_text("lobby")
-    user = page.locator("tr[data-user=alice]")
-    expect(user).to_contain_text('"mood": "curious"')
-    expect(user).not_to_contain_text("hidden")
-    expect(page.locator("[data-figure=connections]")).to_have_text("1")
-    expect(page.locator("[data-figure=messages-in]")).to_have_text("1")
-    page.click("button[data-channel=lobby]")
-    detail = page.locator("#channel-detail")
-    expect(detail).to_contain_text("Channel lobby")
-    expect(detail).to_contain_text('"notify_presence": false')
+        row = page.locator(f"[data-conn-id='{conn_id}']")
+        expect(row).to_be_visible(timeout=REFRESH_WAIT_MS)
+        expect(row).to_contain_text("lobby")
+        user = page.locator("tr[data-user=alice]")
+        expect(user).to_contain_text('"mood": "curious"')
+        expect(user).not_to_contain_text("hidden")
+        expect(page.locator("[data-figure=connections]")).to_have_text("1")
+        expect(page.locator("[data-figure=messages-in]")).to_have_text("1")
+        page.click("button[data-channel=lobby]")
+        detail = page.locator("#channel-detail")
+        expect(detail).to_contain_text("Channel lobby")
+        expect(detail).to_contain_text('"notify_presence": false')
 
 
 def refreshed(page: Any) -> None:
@@ -110,7 +112,9 @@ def test_the_history_is_a_table_of_time_user_text_and_marks(
     page: Any, server: RunningServer
 ) -> None:
     api = ApiClient(server.base_url, SECRET)
-    api.connect("erin", channels=["lobby"], channel_configs={"lobby": {"store_history": True}})
+    erin = api.connect(
+        "erin", channels=["lobby"], channel_configs={"lobby": {"store_history": True}}
+    )
     hello, data, hidden = api.publish(
         {"channel": "lobby", "user": "bob", "message": {"text": "hello everyone"}},
         {"channel": "lobby", "user": "bob", "message": {"score": 3, "items": list(range(100))}},
@@ -121,34 +125,41 @@ def test_the_history_is_a_table_of_time_user_text_and_marks(
         [{"uuid": hello["uuid"], "channel": "lobby", "message": {"text": "hi"}}],
         "PATCH",
     )
-    sign_in(page, server)
+    # a listener keeps erin present (without one she parts after presence_grace)
+    with WsListener.open(server.ws_url, erin):
+        sign_in(page, server)
 
-    page.click("button[data-channel=lobby]")
-    detail = page.locator("#channel-detail")
-    expect(detail).to_contain_text("1 user · 1 connection")
-    detail.locator("summary", has_text="History").click()
+        page.click("button[data-channel=lobby]")
+        detail = page.locator("#channel-detail")
+        expect(detail).to_contain_text("1 user · 1 connection")
+        detail.locator("summary", has_text="History").click()
 
-    expect(detail.locator("summary", has_text="History")).to_have_text("History: 3 messages")
-    table = detail.locator("table.history")
-    expect(table.locator("th")).to_have_text(["Time", "User", "Message", "Notes"])
-    edited = table.locator(f"tr[data-uuid='{hello['uuid']}'] td")
-    expect(edited.nth(1)).to_have_text("bob")
-    expect(edited.nth(2)).to_have_text("hi")
-    expect(edited.nth(3)).to_have_text(re.compile(r"^edited \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
-    summary = table.locator(f"tr[data-uuid='{data['uuid']}'] td").nth(2)
-    expect(summary).to_have_text(re.compile(r'^\{"score":3,"items":\[0,1,2,.*…$'))
-    expect(table.locator(f"tr[data-uuid='{hidden['uuid']}'] td").nth(3)).to_have_text("not to zed")
-    expect(detail.locator("pre")).to_have_count(1)  # the settings; no raw JSON per message
-    assert table.evaluate("table => table.getBoundingClientRect().height") < 300
+        expect(detail.locator("summary", has_text="History")).to_have_text("History: 3 messages")
+        table = detail.locator("table.history")
+        expect(table.locator("th")).to_have_text(["Time", "User", "Message", "Notes"])
+        edited = table.locator(f"tr[data-uuid='{hello['uuid']}'] td")
+        expect(edited.nth(1)).to_have_text("bob")
+        expect(edited.nth(2)).to_have_text("hi")
+        expect(edited.nth(3)).to_have_text(
+            re.compile(r"^edited \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+        )
+        summary = table.locator(f"tr[data-uuid='{data['uuid']}'] td").nth(2)
+        expect(summary).to_have_text(re.compile(r'^\{"score":3,"items":\[0,1,2,.*…$'))
+        expect(table.locator(f"tr[data-uuid='{hidden['uuid']}'] td").nth(3)).to_have_text(
+            "not to zed"
+        )
+        expect(detail.locator("pre")).to_have_count(1)  # the settings; no raw JSON per message
+        assert table.evaluate("table => table.getBoundingClientRect().height") < 300
 
 
 def test_counts_are_pluralised(page: Any, server: RunningServer) -> None:
     api = ApiClient(server.base_url, SECRET)
     config = {"store_history": True}
     one = api.connect("frank", channels=["solo", "pair"], channel_configs={"solo": config})
-    api.connect("gina", channels=["pair"])
+    two = api.connect("gina", channels=["pair"])
     api.publish({"channel": "solo", "user": "frank", "message": {"text": "alone"}})
-    with WsListener.open(server.ws_url, one):
+    # listeners keep both present (without one a user parts after presence_grace)
+    with WsListener.open(server.ws_url, one), WsListener.open(server.ws_url, two):
         sign_in(page, server)
         detail = page.locator("#channel-detail")
 
@@ -161,7 +172,7 @@ def test_counts_are_pluralised(page: Any, server: RunningServer) -> None:
         expect(detail.locator("summary", has_text="History")).to_have_text("History: 0 messages")
         expect(detail.locator("summary", has_text="Users")).to_have_text("Users: 2 users")
         expect(page.locator(f"[data-conn-id='{one}']")).to_contain_text("· 1 listener ·")
-        expect(page.locator("tr[data-user=gina]")).to_contain_text("· 0 listeners ·")
+        expect(page.locator("tr[data-user=gina]")).to_contain_text("· 1 listener ·")
 
 
 PHONE = {"width": 390, "height": 844}

@@ -590,6 +590,20 @@ def test_a_gap_frame_calls_on_gap_and_catchup_replays_by_seq_are_dropped(setup):
     }
 
 
+def test_a_first_connect_keeps_the_position_the_server_answers(setup):
+    """Before any frame arrives, the client's position is its connect answer's `seq`, so a
+    recover then does not replay what was sent before the page connected."""
+    setup.client.connect("earlier-user", ["room"])
+    setup.client.message("server", {"text": "before the page"}, channel="room")
+    position = setup.client.connect("probe", ["elsewhere"])["seq"]
+
+    page, _app = setup.open_page(MODERN_PAGE)
+    wait_for_log(page, "e.name === 'state' && e.data === 'connected'")
+
+    assert position > 0
+    assert page.evaluate("connection.lastSeq") >= position
+
+
 def test_connecting_anew_sends_recover_and_a_lost_epoch_calls_on_gap_per_channel(setup):
     """A restart of a memory-broker channelstream: 4001, the client connects anew through the
     web app with `recover` (its epoch and highest seq); the new server's state has another

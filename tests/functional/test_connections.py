@@ -30,6 +30,7 @@ def test_connect_answers_with_the_full_071_response_shape(client: ApiClient) -> 
         "channels",
         "channels_info",
         "epoch",  # added in 0.8: the position's epoch, for recover
+        "seq",  # added in 0.8: the position the connection starts from
     }
     assert uuid.UUID(body["conn_id"])
     assert body["username"] == "alice"

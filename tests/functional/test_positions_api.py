@@ -13,6 +13,7 @@ def test_connect_answers_the_epoch_and_recovered_only_when_asked(client: ApiClie
 
     assert isinstance(first["epoch"], str) and first["epoch"]
     assert "recovered" not in first
+    assert again["seq"] == 0  # it recovers from there
     assert again["epoch"] == first["epoch"] and again["recovered"] is True
     assert other["recovered"] is False
 
@@ -78,3 +79,17 @@ def test_a_repeated_idempotency_key_is_answered_with_the_first_message(
     assert client.node.totals().messages_in == 2
     too_long = {**item, "idempotency_key": "k" * 65}
     assert set(client.post("/message", [too_long], status=422).json["0"]) == {"idempotency_key"}
+
+
+def test_connect_answers_the_position_the_connection_starts_from(client: ApiClient) -> None:
+    """Frames after the answer's seq reach the connection; none before it are replayed."""
+    client.post("/channel_config", {"room": {"store_history": True}})
+    client.connect("bob", channels=["room"])
+    client.publish(*({"channel": "room", "user": "bob", "message": {"n": n}} for n in range(3)))
+    [newest] = client.post("/history", {"channel": "room", "limit": 1, "reverse": True}).json[
+        "messages"
+    ]
+
+    alice = client.connect("alice", channels=["room"])
+
+    assert alice["seq"] == newest["seq"] > 0

@@ -911,6 +911,11 @@ export class ChannelStreamConnection {
             this._seenSeqs.clear();
             this._seenSeqOrder = [];
         }
+        if (!recover && typeof data.seq === 'number' && data.seq > this.lastSeq) {
+            // a first connect: its position, so that a recover before any frame arrived does
+            // not replay what came before this connection
+            this.lastSeq = data.seq;
+        }
         this.channelsChangedCallback(this.channels);
         this.connectCallback(request, data);
         if (recover && data.recovered === false) {

@@ -54,6 +54,7 @@ class ConnectionViews(NodeView):
                     "channels": ["lobby"],
                     "channels_info": CHANNELS_INFO_EXAMPLE,
                     "epoch": EPOCH_EXAMPLE,
+                    "seq": 41,
                 },
             )
         },
@@ -82,6 +83,7 @@ class ConnectionViews(NodeView):
             "channels": channels,
             "channels_info": self.channels_info(channels, data["info"]),
             "epoch": self.node.epoch(),
+            "seq": outcome.connection.cursor,
         }
         if outcome.recovered is not None:
             answer["recovered"] = outcome.recovered
