@@ -37,6 +37,7 @@ setup(
         "gevent>=26.9,<27",
         "gevent-websocket>=0.10.1,<0.11",
         "itsdangerous>=2.0",
+        "PyJWT>=2.8",  # connection tokens (HS256)
         "marshmallow>=3.20",
         "apispec>=6.0",
         "PasteDeploy>=3.0",

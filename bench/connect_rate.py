@@ -1,5 +1,6 @@
 """Connect rate: signed POST /connect + websocket attach (/ws) per second, with some
-concurrency, for our server and the original Channelstream 0.7.1 side by side.
+concurrency, for our server and the original Channelstream 0.7.1 side by side; for ours also
+through a connection token (`/ws?token=`: one request instead of two), in the same run.
 
     .venv/bin/python bench/connect_rate.py                   # 5,000 connections, 32 in flight
     .venv/bin/python bench/connect_rate.py --connections 1000 --target ours
@@ -22,6 +23,7 @@ from loadgen import LoadGenerator
 
 COLUMNS = (
     "target",
+    "via",
     "conns",
     "failed",
     "conns/s",
@@ -39,16 +41,22 @@ COLUMNS = (
 RATIO_COLUMNS = ("conns/s", "total_p50", "total_p99", "cpu_ms/conn")
 
 
-def run_one(target: str, args: argparse.Namespace) -> dict[str, Any]:
-    row: dict[str, Any] = {"target": target, "conns": args.connections, "warnings": []}
+def run_one(target: str, args: argparse.Namespace, via: str = "connect") -> dict[str, Any]:
+    """One server, `args.connections` connections opened `via` /connect + /ws, or a token."""
+    row: dict[str, Any] = {
+        "target": target,
+        "via": via,
+        "conns": args.connections,
+        "warnings": [],
+    }
     with servers.running_server(target, "connect_rate") as server:
         load = LoadGenerator(server.port, args.workers)
         try:
-            load.open(min(50, args.connections), 4, ["warmup"])  # imports, caches, pools
+            load.open(min(50, args.connections), 4, ["warmup"], via=via)  # imports, caches
             load.broadcast("close_all")
             window = servers.CpuWindow({"server": server.pid, "parent": os.getpid(), **load.pids})
             window.start()
-            opened = load.open(args.connections, args.concurrency, ["rate"])
+            opened = load.open(args.connections, args.concurrency, ["rate"], via=via)
             window.stop()
             load.broadcast("close_all", answer_within=120)
         finally:
@@ -83,18 +91,42 @@ def run_one(target: str, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def token_ratio(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ours through a token over ours through /connect + /ws (same sizes, same run)."""
+    by_via = {row.get("via"): row for row in rows if row.get("target") == "ours"}
+    token, connect = by_via.get("token"), by_via.get("connect")
+    if token is None or connect is None:
+        return []
+    out: dict[str, Any] = {"target": "token/connect", "conns": token["conns"]}
+    for column in RATIO_COLUMNS:
+        a, b = token.get(column), connect.get(column)
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            out[column] = servers.ratio(float(a), float(b))
+    return [out]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     servers.add_common_options(parser)
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32, help="connects in flight (32)")
     args = parser.parse_args()
-    servers.begin("connect rate: signed POST /connect + /ws upgrade, connections kept open")
-    rows = servers.run_rows(
-        (f"{target}, {args.connections:,} connections", partial(run_one, target, args))
-        for target in servers.targets(args.target)
+    servers.begin(
+        "connect rate: signed POST /connect + /ws upgrade (and, for ours, /ws?token= alone), "
+        "connections kept open"
     )
-    servers.print_table(COLUMNS, rows + servers.ratio_row(rows, ["conns"], RATIO_COLUMNS))
+    runs = [(target, "connect") for target in servers.targets(args.target)]
+    if "ours" in servers.targets(args.target):
+        runs.insert(1, ("ours", "token"))  # the original has no connection tokens
+    rows = servers.run_rows(
+        (
+            f"{target} via {via}, {args.connections:,} connections",
+            partial(run_one, target, args, via),
+        )
+        for target, via in runs
+    )
+    ratios = servers.ratio_row(rows, ["conns", "via"], RATIO_COLUMNS)
+    servers.print_table(COLUMNS, rows + ratios + token_ratio(rows))
     print()
     servers.print_row_notes(
         rows,
@@ -109,8 +141,10 @@ def main() -> None:
     )
     print()
     print(
-        f"conns/s: connections opened per second ({args.concurrency} in flight); connect_*: "
-        "/connect request time (ms); attach_*: /ws upgrade time (ms); total_*: both (ms); "
+        f"conns/s: connections opened per second ({args.concurrency} in flight); via: "
+        "connect = signed /connect then /ws?conn_id=, token = /ws?token= alone (a JWT the "
+        "load generator signs, as a web app would); connect_*: /connect request time (ms, 0 "
+        "via token); attach_*: /ws upgrade time (ms); total_*: both (ms); "
         "cpu_ms/conn: server CPU ms per connection; srv_cpu%: server CPU per wall second "
         "(100 = one core); lg_max%: busiest load-generator process (% of one core); "
         "lg_share%: load generator's share of the CPU the server left. Valid when failed = 0 "

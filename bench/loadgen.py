@@ -25,6 +25,7 @@ import select
 import signal
 import socket
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,21 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 CONNECT_INFO = {"exclude_channels": [], "include_users": False, "include_history": False}
 # a masked close frame with status 1000 (mask key 0, so the payload is the plain code)
+TOKEN_TTL_SECONDS = 3600
+
+
+def connection_token(username: str, channels: list[str]) -> str:
+    """A connection token as a web app signs it (HS256 with the bench secret, which is shorter
+    than PyJWT's recommended 32 bytes: its warning is silenced here)."""
+    import jwt
+    from servers import SECRET
+
+    claims = {"sub": username, "channels": channels, "exp": int(time.time()) + TOKEN_TTL_SECONDS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
 CLOSE_FRAME = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
 
 
@@ -511,8 +527,12 @@ class Worker:
         sample_every: int = 0,
         prefix: str = "u",
         timeout: float = 600.0,
+        via: str = "connect",
     ) -> None:
-        """Reply with {"opened", "failed", "errors", "connect_ms", "attach_ms", "seconds"}."""
+        """Reply with {"opened", "failed", "errors", "connect_ms", "attach_ms", "seconds"}.
+
+        `via="token"`: no /connect; each websocket opens `/ws?token=<JWT>` (signed here, as a
+        web app would sign it), one request instead of two (connect_ms is then 0)."""
         started = time.monotonic()
         result: dict[str, Any] = {
             "opened": 0,
@@ -546,13 +566,7 @@ class Worker:
                 "info": dict(CONNECT_INFO, exclude_channels=channels),
             }
 
-            def connected(status: int, answer: bytes) -> None:
-                if status != 200:
-                    failed(f"/connect status {status} {answer[:60]!r}")
-                    start(client)
-                    return
-                conn_id = json.loads(answer)["conn_id"]
-                connected_at = time.monotonic()
+            def attach(path: str, connected_at: float) -> None:
                 sampled = bool(sample_every) and number % sample_every == 0
 
                 def opened(ws: WebSocket) -> None:
@@ -573,13 +587,23 @@ class Worker:
                 WebSocket(
                     self.loop,
                     self.port,
-                    f"/ws?conn_id={conn_id}",
+                    path,
                     self.counters,
                     sampled=sampled,
                     on_open=opened,
                     on_close=refused,
                 )
 
+            def connected(status: int, answer: bytes) -> None:
+                if status != 200:
+                    failed(f"/connect status {status} {answer[:60]!r}")
+                    start(client)
+                    return
+                attach(f"/ws?conn_id={json.loads(answer)['conn_id']}", time.monotonic())
+
+            if via == "token":
+                attach(f"/ws?token={connection_token(body['username'], channels)}", began)
+                return
             client.request("POST", "/connect", body, connected)
 
         for client in clients:
@@ -951,8 +975,10 @@ class LoadGenerator:
         channels: list[str],
         sample_every: int = 0,
         timeout: float = 900.0,
+        via: str = "connect",
     ) -> dict[str, Any]:
-        """Open `total` websockets spread over the workers; merged results."""
+        """Open `total` websockets spread over the workers (`via` /connect + /ws, or a
+        token: see `do_open`); merged results."""
         shares = [total // len(self.workers)] * len(self.workers)
         for index in range(total % len(self.workers)):
             shares[index] += 1
@@ -965,6 +991,7 @@ class LoadGenerator:
                 channels=channels,
                 sample_every=sample_every,
                 timeout=timeout,
+                via=via,
             )
         results = [worker.receive(timeout + 60) for worker in self.workers]
         merged: dict[str, Any] = {"opened": 0, "failed": 0, "errors": {}, "timed_out": False}

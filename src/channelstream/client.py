@@ -2,6 +2,7 @@
 
     client = ChannelstreamClient("http://127.0.0.1:8000", secret="dev-secret", timeout=5)
     conn = client.connect("alice", channels=["lobby"], state_public_keys=["status"])
+    token = client.connection_token("alice", channels=["lobby"], ttl=600)  # or: /ws?token=
     client.message("alice", {"text": "hello"}, channel="lobby")
 
 Each call is signed for the path it calls (`sign(secret, "/connect")`). Connections are pooled
@@ -23,11 +24,14 @@ and adds `request.channelstream`.
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import urllib3
 
 from channelstream import encoding
@@ -289,6 +293,33 @@ class ChannelstreamClient:
     def disconnect(self, conn_id: str) -> bool:
         """`POST /disconnect`: end the connection now; True if it existed."""
         return bool(self.request("POST", "/disconnect", {"conn_id": conn_id}))
+
+    def connection_token(
+        self,
+        user: str,
+        channels: Iterable[str] = (),
+        *,
+        ttl: float = 300,
+        **claims: Any,
+    ) -> str:
+        """A connection token for the browser: `/ws?token=...` (or `/sse`, `/listen`) then
+        connects `user` to `channels` with no `/connect` call, no request made here.
+
+        HS256, signed with the client's secret, expiring in `ttl` seconds (the connection
+        closes with 4004 then). `claims` adds `state`, `state_public_keys`,
+        `channel_configs`, `recover` (`{"epoch", "seq"}`) or `jti`: the same token, or the
+        same `jti` for the same user, re-attaches to the same connection."""
+        # no `iat`: the server refuses one ahead of its own clock, and a skew would do that
+        payload = {**claims, "sub": user, "channels": list(channels)}
+        payload["exp"] = int(time.time()) + max(1, math.ceil(ttl))
+        return jwt.encode(payload, self.secret, algorithm="HS256")
+
+    def user_disconnect(self, users: Iterable[str], *, reason: str = "") -> dict[str, int]:
+        """`POST /user_disconnect`: end every connection of `users` on every node (close code
+        4003 with `reason`); the connections ended per user (0: none, or unknown user)."""
+        body = {"users": list(users), "reason": reason}
+        result: dict[str, Any] = self.request("POST", "/user_disconnect", body)
+        return dict(result["disconnected"])
 
     # ------------------------------------------------------------------ users and channels
 

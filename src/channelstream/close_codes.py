@@ -13,3 +13,5 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # the cluster broker (Redis) is unreachable: reconnect later
     UNKNOWN_CONNECTION = 4001  # no such conn_id: ask the web app for a new one via /connect
     TOO_SLOW = 4002  # the outbound buffer overflowed: reconnect and catch up
+    USER_DISCONNECTED = 4003  # /user_disconnect ended the user's connections: do not reconnect
+    TOKEN_EXPIRED = 4004  # the connection token expired: get a fresh one, reconnect with recover

@@ -15,3 +15,8 @@ class ChannelstreamException(Exception):
 
 class BadSignature(ChannelstreamException):
     """An API signature is missing its value, forged, expired or bound to another path."""
+
+
+class TokenRefused(ChannelstreamException):
+    """A connection token that cannot be trusted (401): malformed, expired, not yet valid,
+    or not signed with HS256 and the server's secret."""

@@ -31,7 +31,9 @@ from channelstream.core.commands import (
     Delete,
     Detach,
     Disconnect,
+    DisconnectUsers,
     Edit,
+    ExpireConnection,
     ForgetNode,
     Operation,
     Publish,
@@ -110,6 +112,8 @@ class Node:
         self.limits = Limits(
             max_channels_per_connection=settings.max_channels_per_connection,
             max_connections=settings.max_connections,
+            max_connections_per_user=settings.max_connections_per_user,
+            channel_namespaces=settings.channel_namespaces,
         )
         self.state = State(self.limits)
         self.broker: Broker = broker or build_broker(
@@ -122,8 +126,11 @@ class Node:
         self._outboxes: dict[str, list[Outbox]] = {}
         self._waiting: dict[str, AsyncResult] = {}
         self._attached: dict[str, Outbox] = {}  # outboxes opened for attach commands, by id
+        self._position_wanted: set[str] = set()  # attach commands whose listener gets one
         self._unsent_detaches: list[Command] = []
         self._loops: list[gevent.Greenlet] = []
+        # token connections this node let in: their expiry (Unix time) and its timer
+        self._expiries: dict[str, tuple[float, gevent.Greenlet]] = {}
         self._last_snapshot = 0.0
         self.frames_dropped = 0  # overflows: listeners closed for falling behind (4002)
         # frames those overflows threw away (the rejected one and the queued ones)
@@ -148,6 +155,8 @@ class Node:
         self.draining = True
         gevent.killall(self._loops)
         self._loops = []
+        gevent.killall([timer for _, timer in self._expiries.values()], block=False)
+        self._expiries.clear()
         self.close_listeners()
         self.broker.stop()
 
@@ -233,7 +242,8 @@ class Node:
         mine = command.origin == self.node_id
         match operation:
             case Attach() if mine and applied.error is None:
-                outbox = self._open_outbox(operation, applied.result)
+                position = command.id in self._position_wanted
+                outbox = self._open_outbox(operation, applied.result, position)
                 if command.id in self._waiting:
                     self._attached[command.id] = outbox  # for `attach`, which waits for it
                 else:  # its request gave up waiting: undo
@@ -241,6 +251,14 @@ class Node:
             case Disconnect(conn_id=conn_id) if applied.result is not None:
                 for outbox in self._outboxes.pop(conn_id, []):
                     outbox.close(CloseCode.NORMAL)
+            case ExpireConnection(conn_id=conn_id) if applied.result is not None:
+                for outbox in self._outboxes.pop(conn_id, []):
+                    outbox.close(CloseCode.TOKEN_EXPIRED)
+            case DisconnectUsers(reason=reason) if applied.error is None:
+                for conn_ids in applied.result.ended.values():
+                    for conn_id in conn_ids:
+                        for outbox in self._outboxes.pop(conn_id, []):
+                            outbox.close(CloseCode.USER_DISCONNECTED, reason)
             case ForgetNode(node=node) if node == self.node_id:
                 self._close_forgotten_listeners(applied.result)
         for delivery in applied.deliveries:
@@ -345,6 +363,44 @@ class Node:
             log.info("connection %s disconnected", conn_id)
         return ended
 
+    def disconnect_users(self, usernames: Iterable[str], reason: str = "") -> dict[str, int]:
+        """End every connection of these users on every node (their listeners close with
+        4003 and `reason`); how many each had."""
+        outcome = self.submit(DisconnectUsers(usernames=tuple(usernames), reason=reason))
+        counts = {username: len(conn_ids) for username, conn_ids in outcome.ended.items()}
+        log.info(
+            "users disconnected (%s): %s",
+            reason or "no reason given",
+            ", ".join(f"{username} ({count})" for username, count in counts.items()),
+        )
+        return counts
+
+    def expire_at(self, conn_id: str, expires_at: float) -> None:
+        """End a token connection at `expires_at` (Unix time): its listeners on every node
+        close with 4004. Kept by the node that let the token in; a later token for the same
+        connection (same `jti`) moves the time later, never earlier."""
+        known = self._expiries.get(conn_id)
+        if known is not None and known[0] >= expires_at:
+            return
+        if known is not None:
+            known[1].kill(block=False)
+        delay = max(0.0, expires_at - self.clock().replace(tzinfo=UTC).timestamp())
+        self._expiries[conn_id] = (expires_at, gevent.spawn_later(delay, self._expire, conn_id))
+
+    def _expire(self, conn_id: str) -> None:
+        self._expiries.pop(conn_id, None)
+        if conn_id not in self.state.connections:
+            return  # ended already (or never replicated here): nothing to close
+        try:
+            ended = self.submit(ExpireConnection(conn_id=conn_id)) is not None
+        except BrokerUnavailable:  # tried again until it is ended
+            log.warning("connection %s: token expired, the broker is unreachable", conn_id)
+            expires_at = self.clock().replace(tzinfo=UTC).timestamp()
+            self.expire_at(conn_id, expires_at + CHORES_INTERVAL_SECONDS)
+            return
+        if ended:
+            log.info("connection %s: token expired, closed with 4004", conn_id)
+
     # ------------------------------------------------------------------ queries
     # What views, the admin panel and metrics may read: nothing else of the State.
 
@@ -393,10 +449,14 @@ class Node:
 
     # ------------------------------------------------------------------ listeners
 
-    def attach(self, conn_id: str, kind: str, *, heartbeats: bool = True) -> Outbox:
+    def attach(
+        self, conn_id: str, kind: str, *, heartbeats: bool = True, position: bool = False
+    ) -> Outbox:
         """Register a listener; its outbox starts with the connection's catchup frames.
         `kind` labels it (ws, sse, poll) for the metrics; `heartbeats`: whether it gets `[]`
-        every heartbeat_interval (a long poll does not: it answers and ends).
+        every heartbeat_interval (a long poll does not: it answers and ends); `position`:
+        whether a `position` frame comes first (token connections: their page never saw
+        `/connect`'s epoch and seq, and needs them for `recover`).
 
         Raises UnknownConnection (or BrokerUnavailable).
         """
@@ -405,14 +465,26 @@ class Node:
             self.clock(),
             self.node_id,
         )
-        self._submit_command(command)
+        if position:
+            self._position_wanted.add(command.id)
+        try:
+            self._submit_command(command)
+        finally:
+            self._position_wanted.discard(command.id)
         return self._attached.pop(command.id)
 
-    def _open_outbox(self, attach: Attach, catchup: Catchup) -> Outbox:
-        """Runs inside `_apply`, so no frame can slip between the catchup and live ones."""
+    def _open_outbox(self, attach: Attach, catchup: Catchup, position: bool = False) -> Outbox:
+        """Runs inside `_apply`, so no frame can slip between the catchup and live ones.
+        With `position`, a first frame `{"type": "position", "epoch", "seq"}` says where the
+        catchup starts, as `/connect`'s answer does."""
         conn_id = attach.conn_id
         outbox = Outbox(conn_id, self.settings.max_queued_frames, catchup.seq, attach.kind)
         outbox.heartbeats = attach.heartbeats
+        connection = self.state.connections.get(conn_id)
+        if position and connection is not None:
+            start = min(connection.cursor, catchup.seq)
+            frame = {"type": "position", "epoch": self.state.epoch, "seq": start}
+            outbox.push(start, encoding.dumps(frame))
         if catchup.frames:
             outbox.push(catchup.seq, ",".join(encoding.dumps(f) for f in catchup.frames))
         self._outboxes.setdefault(conn_id, []).append(outbox)

@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from channelstream.core.model import CHANNEL_FRAMES_KEPT, ChannelConfigChanges
 
@@ -27,6 +27,8 @@ JSONP_CALLBACK = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$")
 MAX_CATCHUP_SIZE = 10_000  # frames per channel: bounds what one channel holds in memory
 IDEMPOTENCY_KEY_LENGTH = validate.Length(min=1, max=64)
 MAX_HISTORY_LIMIT = 1000
+USER_DISCONNECT_REASON_MAX = 123  # characters; a websocket close frame holds 123 bytes of it
+NO_CONTROL_CHARACTERS = re.compile(r"^[^\x00-\x1f\x7f]*$")
 
 
 def utc_now() -> datetime:
@@ -228,6 +230,21 @@ class UserStateBodySchema(BaseSchema):
     )
 
 
+class UserDisconnectBodySchema(BaseSchema):
+    users = username_list(required=True, validate=validate.Length(min=1, max=1000))
+    reason = fields.String(
+        load_default="",
+        validate=[
+            validate.Length(max=USER_DISCONNECT_REASON_MAX),
+            WholeMatch(NO_CONTROL_CHARACTERS, error="Must not contain control characters."),
+        ],
+        metadata={
+            "description": "The close frame's reason text (websockets: cut to 123 bytes of "
+            "UTF-8); SSE streams get it on the close event's second data line"
+        },
+    )
+
+
 class MessageRoutingSchema(BaseSchema):
     channel = fields.String(allow_none=True, load_default=None, validate=CHANNEL_LENGTH)
     pm_users = username_list(load_default=list)
@@ -291,10 +308,31 @@ class DisconnectBodySchema(BaseSchema):
 
 
 class ListenQuerySchema(BaseSchema):
-    conn_id = UUIDString(required=True)
+    """A listener's query: `conn_id` (from /connect) or `token` (a connection token), one of
+    the two. Missing both reads as a missing conn_id, as before tokens existed."""
+
+    conn_id = UUIDString(
+        metadata={"description": "From `/connect`'s answer; required unless `token` is given"}
+    )
+    token = fields.String(
+        metadata={
+            "description": "A connection token (JWT, HS256, signed with `secret`) instead of "
+            "`conn_id`: the first use creates its connection as `/connect` would; the same "
+            "token (or `sub` and `jti`) re-attaches to it. A bad, expired or wrongly signed "
+            "token is a 401; claims `/connect` would refuse are a 422 or 413",
+            "example": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTd9.sig",
+        }
+    )
     callback = fields.String(
         validate=WholeMatch(JSONP_CALLBACK, error="Not a valid JSONP callback name.")
     )
+
+    @validates_schema
+    def one_credential(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "conn_id" in data and "token" in data:
+            raise ValidationError("Give either conn_id or token, not both.", "token")
+        if "conn_id" not in data and "token" not in data:
+            raise ValidationError("Missing data for required field.", "conn_id")
 
 
 class SignInReturnSchema(BaseSchema):
@@ -503,6 +541,18 @@ class UserStateResponseSchema(BaseSchema):
     public_keys = fields.List(fields.String(), required=True)
 
 
+class UserDisconnectResponseSchema(BaseSchema):
+    disconnected = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={
+            "description": "Every user asked for, with the number of connections ended (0: it "
+            "had none, or is unknown)"
+        },
+    )
+
+
 class MessageAcceptedSchema(BaseSchema):
     """A message `/message` accepted (items with no channel and no pm_users are left out)."""
 
@@ -547,6 +597,7 @@ FRAME_TYPES = (
     "presence",
     "user_state_change",
     "gap",
+    "position",  # first on a token connection's listener: its epoch and starting seq
 )
 
 
@@ -562,7 +613,9 @@ class FrameSchema(MessageObjectSchema):
             "cluster's order (keep the greatest for `recover`). On a `gap` frame, the "
             "client's position on that channel: the channel's frames after it and before "
             "the catchup that follows were lost (`/history` with `since_seq` = it returns "
-            "what history kept of them); `channel` null: the direct messages"
+            "what history kept of them); `channel` null: the direct messages. On a "
+            "`position` frame (the first a listener opened with a token gets, with `epoch`), "
+            "where its catchup starts: what `/connect` answers as `epoch` and `seq`"
         },
     )
     users = fields.List(
@@ -570,6 +623,9 @@ class FrameSchema(MessageObjectSchema):
         metadata={"description": "presence: the channel's users, when it broadcasts them"},
     )
     state = state_dict(allow_none=True, metadata={"description": "presence: public state"})
+    epoch = fields.String(
+        metadata={"description": "position: the cluster state's epoch, for `recover`"}
+    )
 
 
 class ServerSentEventSchema(BaseSchema):
@@ -676,7 +732,7 @@ class ErrorSchema(BaseSchema):
     title = fields.String(required=True, metadata={"example": "Bad Request"})
     limit = fields.String(
         metadata={
-            "description": "The setting whose limit refused the request (413, 503 only)",
+            "description": "The setting whose limit refused the request (413, 429, 503 only)",
             "example": "max_message_size",
         }
     )

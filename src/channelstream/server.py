@@ -67,7 +67,9 @@ class ListenError(ChannelstreamException):
 def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     """True when a request must not be upgraded to a websocket: served as plain HTTP instead.
 
-    Only `.../ws` with a UUID `conn_id` is upgraded. Any other path is never upgraded,
+    Only `.../ws` with a UUID `conn_id`, or with a `token` and no `conn_id`, is upgraded (a
+    token only once its connection is open: see `_pre_start_hook`). Any other path is never
+    upgraded,
     whatever headers it came with: an upgraded request's response is thrown away, so an
     `/sse` stream served on one would stream into nothing and never notice its client leave.
     A `/ws` request with its `conn_id` missing or not a UUID, or with a broken handshake (see
@@ -81,12 +83,22 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     query = parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True)
     values = query.get("conn_id")
     if not values:
-        return True
-    try:
-        uuid.UUID(values[-1])
-    except ValueError:
-        return True
+        if not query.get("token"):
+            return True
+    else:
+        if "token" in query:
+            return True  # both: a 422
+        try:
+            uuid.UUID(values[-1])
+        except ValueError:
+            return True
     return upgrade_requested(environ) and handshake_problem(environ) is not None
+
+
+def token_of_upgrade(environ: Mapping[str, Any]) -> str | None:
+    """The `token` of a `/ws` upgrade that carries one (the last, as for `conn_id`)."""
+    values = parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True).get("token")
+    return values[-1] if values else None
 
 
 # A query parameter's name and its "=". Names start after "?", after "&" or ";" (WebOb splits
@@ -94,21 +106,23 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
 # to the next "&", ";" or space, so a token cut by a stray control character is redacted whole.
 _PARAMETER_NAME = re.compile(r"(?<=[?&;\s])([^?&;=\s]*)=")
 _VALUE_END = re.compile(r"[&; ]")
+REDACTED_PARAMETERS = frozenset({b"secret", b"token"})  # credentials a URL may carry
 # The longest request line an access line shows, escaped (gevent refuses longer ones).
 LOGGED_REQUEST_LINE_LENGTH = 8192
 
 
 def redact_secrets(line: str) -> str:
-    """`line` (a request line) with the value of each `secret` query parameter replaced by
-    `[redacted]`: each parameter the server would read as `secret`, that is whose name is
-    `secret` once "+" and percent escapes are decoded (`?%73ecret=` too), repeated ones all."""
-    if "?" not in line or ("secret" not in line and "%" not in line):
+    """`line` (a request line) with the value of each `secret` or `token` (a connection
+    token) query parameter replaced by `[redacted]`: each parameter the server would read by
+    those names once "+" and percent escapes are decoded (`?%73ecret=` too), repeated ones
+    all."""
+    if "?" not in line or ("secret" not in line and "token" not in line and "%" not in line):
         return line  # the usual line: none of its names can decode to `secret`
     parts: list[str] = []
     done = 0
     for match in _PARAMETER_NAME.finditer(line):
         start = match.end()
-        if start <= done or unquote_to_bytes(match[1].replace("+", " ")) != b"secret":
+        if start <= done or unquote_to_bytes(match[1].replace("+", " ")) not in REDACTED_PARAMETERS:
             continue
         end = _VALUE_END.search(line, start)
         parts += [line[done:start], "[redacted]"]
@@ -157,8 +171,19 @@ def raw_error_response(status: int, message: str) -> bytes:
 
 
 def _pre_start_hook(handler: Any) -> bool:
-    """gevent-websocket calls this before upgrading; True means 'serve as plain HTTP'."""
-    return websocket_upgrade_refused(handler.environ)
+    """gevent-websocket calls this before upgrading; True means 'serve as plain HTTP'.
+    A token's connection is opened here, so that a refused token (401), bad claims (422,
+    413) or a limit are answered in JSON before the upgrade, never as a close code."""
+    environ = handler.environ
+    if websocket_upgrade_refused(environ):
+        return True
+    token = token_of_upgrade(environ)
+    node = _app_node(getattr(handler, "application", None))
+    if token is None or node is None:
+        return False
+    from channelstream.api.tokens import prepare_upgrade
+
+    return not prepare_upgrade(node, environ, token)
 
 
 def _handler_class() -> type:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import json
 import logging
 import math
 import secrets
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from marshmallow import RAISE, ValidationError
+
+from channelstream.core.model import ChannelConfigChanges
 from channelstream.exceptions import ChannelstreamException
 
 ENV_PREFIX = "CHANNELSTREAM_"
@@ -118,6 +122,34 @@ def _finite_number(raw: Any, minimum: float, inclusive: bool, expected: str) -> 
 
 def parse_positive_int(raw: Any) -> int:
     return _whole_number(raw, 1, "a whole number >= 1")
+
+
+def parse_channel_namespaces(raw: Any) -> dict[str, ChannelConfigChanges]:
+    """A JSON object: channel-name prefix (the part before the first `:`) -> channel config
+    defaults, checked as `/channel_config` checks a config, and unknown keys refused."""
+    from channelstream.schemas import ChannelConfigSchema  # marshmallow: only when parsing
+
+    if isinstance(raw, Mapping):
+        value: Any = raw
+    else:
+        text = str(raw).strip()
+        try:
+            value = json.loads(text) if text else {}
+        except json.JSONDecodeError as error:
+            raise ValueError(f"expected a JSON object, got {text[:80]!r} ({error})") from None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    namespaces: dict[str, ChannelConfigChanges] = {}
+    for prefix, config in value.items():
+        if not isinstance(prefix, str) or not prefix or ":" in prefix:
+            raise ValueError(f"a namespace is a channel-name prefix without ':', got {prefix!r}")
+        try:
+            namespaces[prefix] = ChannelConfigSchema(unknown=RAISE).load(config)
+        except ValidationError as error:
+            raise ValueError(
+                f"namespace {prefix!r}: {json.dumps(error.messages, sort_keys=True)}"
+            ) from None
+    return namespaces
 
 
 def parse_non_negative_int(raw: Any) -> int:
@@ -419,6 +451,24 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "Most connections the server keeps at once (503 on /connect beyond). 0: no limit.",
     ),
     Setting(
+        "max_connections_per_user",
+        "0",
+        parse_non_negative_int,
+        "Most connections one user may hold at once, cluster-wide (429 on /connect beyond, "
+        'with `"limit": "max_connections_per_user"`); every node must have the same. '
+        "0: no limit.",
+    ),
+    Setting(
+        "channel_namespaces",
+        "{}",
+        parse_channel_namespaces,
+        "Channel settings by channel-name prefix, as a JSON object: a channel created whose "
+        "name starts with `prefix:` starts from those settings (the keys of "
+        "`/channel_config`), and the configs a request gives win key by key. In an ini: one "
+        "line, or indented continuation lines. Every node must have the same.",
+        example='{"chat": {"notify_presence": true, "store_history": true, "history_size": 50}}',
+    ),
+    Setting(
         "request_timeout",
         "60",
         parse_non_negative_float,
@@ -655,6 +705,8 @@ class Settings:
     max_queued_frames: int
     max_channels_per_connection: int
     max_connections: int
+    max_connections_per_user: int
+    channel_namespaces: dict[str, ChannelConfigChanges]
     request_timeout: float
     shutdown_timeout: float
     drain_grace: float

@@ -1,4 +1,4 @@
-"""The admin panel in a real browser: sign-in, live figures and the disconnect button."""
+"""The admin panel in a real browser: sign-in, live figures and the disconnect buttons."""
 
 from __future__ import annotations
 
@@ -176,6 +176,39 @@ def test_counts_are_pluralised(page: Any, server: RunningServer) -> None:
 
 
 PHONE = {"width": 390, "height": 844}
+
+
+def test_disconnect_user_asks_first_then_closes_all_their_websockets_4003(
+    page: Any, server: RunningServer
+) -> None:
+    api = ApiClient(server.base_url, SECRET)
+    first, second = (api.connect("erin", channels=["lobby"]) for _ in range(2))
+    other = api.connect("frank", channels=["lobby"])
+    questions: list[str] = []
+    with (
+        WsListener.open(server.ws_url, first) as ws1,
+        WsListener.open(server.ws_url, second) as ws2,
+        WsListener.open(server.ws_url, other),
+    ):
+        sign_in(page, server)
+        button = page.locator("button[data-disconnect-user='erin']")
+        expect(button).to_be_visible()
+
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+        button.click()
+        refreshed(page)
+        assert len(questions) == 1 and "Disconnect user erin?" in questions[0]
+        ws1.sync()  # still open
+
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+        button.click()
+
+        for ws in (ws1, ws2):
+            assert ws.wait_closed(timeout=10) == 4003
+            assert ws.close_reason == "disconnected by an admin"
+        expect(page.locator("tr[data-user=erin]")).to_have_count(0)
+        expect(page.locator(f"[data-conn-id='{other}']")).to_be_visible()
+        expect(page.locator("#status")).to_contain_text("Updated")
 
 
 def test_the_panel_fits_a_phone_screen(page: Any, server: RunningServer) -> None:

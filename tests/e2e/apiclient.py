@@ -216,6 +216,7 @@ class WsListener:
     messages: list[dict[str, Any]] = field(default_factory=list)
     raw_texts: list[str] = field(default_factory=list)
     close_code: int | None = None
+    close_reason: str = ""  # the server's close frame's reason text
     # frames read by `sync` that `next_frames` / `wait_for` have not handed out yet
     _pending: deque[list[Any]] = field(default_factory=deque)
 
@@ -285,6 +286,7 @@ class WsListener:
             if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
                 data = frame.data
                 self.close_code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                self.close_reason = data[2:].decode("utf-8", errors="replace")
                 return None
             if frame.opcode == websocket.ABNF.OPCODE_PING:
                 with contextlib.suppress(OSError, websocket.WebSocketException):

@@ -37,11 +37,14 @@ class SseListener:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, base_url: str, conn_id: str, timeout: float = 10.0) -> SseListener:
+    def open(
+        cls, base_url: str, conn_id: str, timeout: float = 10.0, param: str = "conn_id"
+    ) -> SseListener:
+        """`param="token"` opens `/sse?token=...` with a connection token instead."""
         parts = urlsplit(base_url)
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         headers = {"Accept": "text/event-stream"}
-        connection.request("GET", f"/sse?conn_id={conn_id}", headers=headers)
+        connection.request("GET", f"/sse?{param}={conn_id}", headers=headers)
         response = connection.getresponse()
         return cls(connection, response)
 

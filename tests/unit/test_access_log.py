@@ -88,6 +88,18 @@ def test_a_token_in_a_malformed_request_line_is_redacted(line, shown):
     assert redact_secrets(line) == shown
 
 
+@pytest.mark.parametrize(
+    ("query", "shown"),
+    [
+        ("token=eyJ.a.b", "token=[redacted]"),
+        ("conn_id=x&%74oken=eyJ.a.b&c=1", "conn_id=x&%74oken=[redacted]&c=1"),
+        ("tokens=kept&my_token=kept", "tokens=kept&my_token=kept"),
+    ],
+)
+def test_a_connection_token_is_redacted_like_a_secret(query, shown):
+    assert redact_secrets(line_of(query)) == line_of(shown)
+
+
 def test_a_line_without_a_secret_parameter_is_unchanged():
     for line in ["GET / HTTP/1.1", "GET /a%20b?c=d&e HTTP/1.1", "POST /message HTTP/1.1"]:
         assert redact_secrets(line) == line

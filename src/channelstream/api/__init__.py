@@ -33,6 +33,7 @@ ROUTES = {
     "subscribe": "/subscribe",
     "unsubscribe": "/unsubscribe",
     "user_state": "/user_state",
+    "user_disconnect": "/user_disconnect",
     "message": "/message",
     "channel_config": "/channel_config",
     "info": "/info",
@@ -49,6 +50,7 @@ ROUTES = {
     "admin": "/admin",
     "admin_json": "/admin/admin.json",
     "admin_disconnect": "/admin/disconnect",
+    "admin_user_disconnect": "/admin/user_disconnect",
     "admin_sign_in": "/admin/sign_in",
     "admin_sign_out": "/admin/sign_out",
 }

@@ -7,8 +7,9 @@ Shapes kept from 0.7.1 where clients may read them: 422 is marshmallow's field-e
 
 Every refused request logs exactly one line (`log_refusal`): the route, the client address,
 the status and why. WARNING for limits (413, 422 max_channels_per_connection, 503
-max_connections) and for security (401, 403); INFO for malformed or invalid input (400, 404,
-406, 415, 422). Unexpected errors (500) log at ERROR with their stack trace.
+max_connections, 429 max_connections_per_user) and for security (401, 403); INFO for
+malformed or invalid input (400, 404, 406, 415, 422). Unexpected errors (500) log at ERROR
+with their stack trace.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from channelstream.core.errors import (
     ConnectionOwnedByOther,
     TooManyChannels,
     TooManyConnections,
+    TooManyUserConnections,
     UnknownConnection,
     UnknownUser,
 )
-from channelstream.exceptions import BadSignature, ChannelstreamException
+from channelstream.exceptions import BadSignature, ChannelstreamException, TokenRefused
 from channelstream.logs import escaped
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,12 @@ def bad_signature_view(exc: BadSignature, request: Request) -> Response:
     return json_response(401, {"request": "Bad Signature"})
 
 
+def token_refused_view(exc: TokenRefused, request: Request) -> Response:
+    """A connection token that cannot be trusted (see `api.tokens`)."""
+    log_refusal(request, 401, f"bad connection token: {exc}", warning=True)
+    return error_response(401, f"Bad connection token: {exc}")
+
+
 def http_exception_view(exc: HTTPException, request: Request) -> Response:
     if exc.status_code < 400:
         return exc
@@ -178,7 +186,9 @@ def http_exception_view(exc: HTTPException, request: Request) -> Response:
 
 
 # Pages where 0.7.1 answered "forbidden" with a redirect to the sign-in form (others: 403).
-SIGN_IN_REDIRECT_ROUTES = frozenset({"admin", "admin_json", "admin_disconnect", "api_explorer"})
+SIGN_IN_REDIRECT_ROUTES = frozenset(
+    {"admin", "admin_json", "admin_disconnect", "admin_user_disconnect", "api_explorer"}
+)
 
 
 class LocalRedirect(Response):
@@ -276,6 +286,11 @@ def too_many_connections_view(exc: TooManyConnections, request: Request) -> Resp
     )
 
 
+def too_many_user_connections_view(exc: TooManyUserConnections, request: Request) -> Response:
+    log_refusal(request, 429, f"max_connections_per_user ({exc.limit}) reached", warning=True)
+    return error_response(429, str(exc), limit="max_connections_per_user")
+
+
 def broker_unavailable_view(exc: BrokerUnavailable, request: Request) -> Response:
     message = f"The cluster broker is unavailable: {exc}"
     log_refusal(request, 503, message, warning=True)
@@ -298,6 +313,7 @@ def includeme(config: Configurator) -> None:
         (PayloadTooLarge, too_large_view),
         (UnsupportedCharset, unsupported_charset_view),
         (BadSignature, bad_signature_view),
+        (TokenRefused, token_refused_view),
         (HTTPException, http_exception_view),
         (HTTPForbidden, forbidden_view),
         (UnknownConnection, unknown_connection_view),
@@ -305,6 +321,7 @@ def includeme(config: Configurator) -> None:
         (ConnectionOwnedByOther, foreign_connection_view),
         (TooManyChannels, too_many_channels_view),
         (TooManyConnections, too_many_connections_view),
+        (TooManyUserConnections, too_many_user_connections_view),
         (BrokerUnavailable, broker_unavailable_view),
         (Exception, unexpected_error_view),
     ]

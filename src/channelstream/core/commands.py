@@ -43,6 +43,7 @@ from channelstream.core.state import (
     MessagesOutcome,
     Outcome,
     State,
+    UsersDisconnectOutcome,
     UserStateOutcome,
 )
 
@@ -175,6 +176,31 @@ class Disconnect(Operation[Outcome | None]):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExpireConnection(Operation[Outcome | None]):
+    """A connection token's `exp` passed: end its connection as `Disconnect` does, but each
+    node closes its listeners with 4004 (get a fresh token), not 1000 (final)."""
+
+    type: ClassVar[str] = "expire_connection"
+    conn_id: str
+
+    def apply(self, state: State, now: datetime, ids: IdSource) -> Outcome | None:
+        return state.disconnect(self.conn_id, now, ids)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisconnectUsers(Operation[UsersDisconnectOutcome]):
+    """End every connection of `usernames` on every node; `reason` travels with it, so each
+    node closes its own listeners of those connections with 4003 and that text."""
+
+    type: ClassVar[str] = "disconnect_users"
+    usernames: tuple[str, ...]
+    reason: str = ""
+
+    def apply(self, state: State, now: datetime, ids: IdSource) -> UsersDisconnectOutcome:
+        return state.disconnect_users(self.usernames, now, ids)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Attach(Operation[Catchup]):
     """A listener of `kind` (ws, sse, poll) on `node` attaches to its connection; `kind` and
     `heartbeats` (whether it gets `[]` every heartbeat_interval) matter to that node only."""
@@ -267,6 +293,8 @@ OPERATIONS: dict[str, type[Operation[Any]]] = {
         Edit,
         Delete,
         Disconnect,
+        ExpireConnection,
+        DisconnectUsers,
         Attach,
         Detach,
         CollectGarbage,

@@ -29,3 +29,11 @@ class TooManyChannels(CoreError):
 
 class TooManyConnections(CoreError):
     """The server already holds max_connections connections."""
+
+
+class TooManyUserConnections(CoreError):
+    """The user already holds max_connections_per_user connections (cluster-wide)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"A user may hold at most {limit} connections")
+        self.limit = limit

@@ -23,6 +23,7 @@ from channelstream.core.errors import (
     ConnectionOwnedByOther,
     TooManyChannels,
     TooManyConnections,
+    TooManyUserConnections,
     UnknownConnection,
     UnknownUser,
 )
@@ -51,8 +52,21 @@ EDITABLE_KEYS = ("uuid", "timestamp", "user", "message", "edited")
 
 @dataclass(frozen=True)
 class Limits:
+    """What the settings bound; every node of a cluster must have the same, since each
+    replica decides with its own."""
+
     max_channels_per_connection: int = 1000
     max_connections: int = 0  # 0: no limit
+    max_connections_per_user: int = 0  # 0: no limit
+    # channel-name prefix (before the first ":") -> the config a new channel starts from
+    channel_namespaces: Mapping[str, ChannelConfigChanges] = field(default_factory=dict)
+
+    def new_channel_config(self, name: str, changes: ChannelConfigChanges | None) -> ChannelConfig:
+        """The config of a channel created now: its namespace's defaults, if its name has
+        one, under the keys the request gave (API.md §4.5)."""
+        prefix, colon, _ = name.partition(":")
+        defaults = self.channel_namespaces.get(prefix) if colon else None
+        return ChannelConfig().merged(defaults or {}).merged(changes or {})
 
 
 @dataclass
@@ -103,6 +117,14 @@ class UserStateOutcome(Outcome):
 @dataclass
 class MessagesOutcome(Outcome):
     accepted: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class UsersDisconnectOutcome(Outcome):
+    """`POST /user_disconnect`: the connections ended, by user (every user asked, [] if it
+    had none)."""
+
+    ended: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -165,8 +187,8 @@ class State:
         connection = self.connections.get(conn_id)
         if connection is not None and connection.username != username:
             raise ConnectionOwnedByOther(conn_id)
-        if connection is None and 0 < self.limits.max_connections <= len(self.connections):
-            raise TooManyConnections()
+        if connection is None:
+            self.check_new_connection(username)
         current = set(connection.channels) if connection else set()
         self._check_channel_limit(current | set(wanted))
 
@@ -204,6 +226,17 @@ class State:
         if recover is not None:
             outcome.recovered = not self._gaps(connection)
         return outcome
+
+    def check_new_connection(self, username: str) -> None:
+        """Raise if one more connection (of `username`) is over a limit: TooManyConnections
+        (max_connections), TooManyUserConnections (max_connections_per_user). Updating or
+        re-attaching an existing connection never counts as a new one."""
+        if 0 < self.limits.max_connections <= len(self.connections):
+            raise TooManyConnections()
+        per_user = self.limits.max_connections_per_user
+        user = self.users.get(username)
+        if per_user > 0 and user is not None and len(user.connections) >= per_user:
+            raise TooManyUserConnections(per_user)
 
     def subscribe(
         self,
@@ -244,6 +277,20 @@ class State:
             return None
         outcome = Outcome()
         self._drop_connection(connection, now, outcome, ids)
+        return outcome
+
+    def disconnect_users(
+        self, usernames: Iterable[str], now: datetime, ids: IdSource = new_uuid
+    ) -> UsersDisconnectOutcome:
+        """End every connection of these users at once (presence parts now); final, as
+        `disconnect` is. Unknown users, or users without connections, end none."""
+        outcome = UsersDisconnectOutcome()
+        for username in dict.fromkeys(usernames):
+            user = self.users.get(username)
+            conn_ids = list(user.connections) if user is not None else []
+            for conn_id in conn_ids:
+                self._drop_connection(self.connections[conn_id], now, outcome, ids)
+            outcome.ended[username] = conn_ids
         return outcome
 
     def get_connection(self, conn_id: str) -> Connection:
@@ -463,7 +510,7 @@ class State:
                 self.channels[name] = Channel(
                     uuid=ids(),
                     name=name,
-                    config=ChannelConfig().merged(changes),
+                    config=self.limits.new_channel_config(name, changes),
                     last_active=now,
                     lost_up_to=self.collected_up_to,
                 )
@@ -768,7 +815,7 @@ class State:
             channel = Channel(
                 uuid=ids(),
                 name=name,
-                config=ChannelConfig().merged(config or ChannelConfigChanges()),
+                config=self.limits.new_channel_config(name, config),
                 last_active=now,
                 lost_up_to=self.collected_up_to,
             )

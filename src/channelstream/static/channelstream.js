@@ -27,6 +27,16 @@
  *   that reconnects when the server's heartbeats stop;
  * - resubscribes after a reconnect to the channels the page had joined;
  * - `close()` (and `closeConnection()`) really stop: no socket, poll or timer is left behind;
+ * - connection tokens: with `getToken` set, `connect()` asks the page for a token instead of
+ *   calling `connectUrl`, and listens with `?token=` (no `/connect` round trip).
+ *   `getToken(recover)` may be async and returns the token string from the web app; `recover`
+ *   is null on a first connect, else `{epoch, seq}`, which the web app puts in the token's
+ *   `recover` claim. When the token expires (close 4004) the client asks for a fresh one
+ *   and reconnects with `recover`, so nothing is lost; a token refused by the server (401)
+ *   also makes it ask again, after the back-off. The first frame of a token listener
+ *   (`{"type": "position"}`) gives the epoch and seq a connect answer would;
+ * - `onDisconnected(reason)` is called when the application ended the connection (close
+ *   4003, `/user_disconnect`): the client stops for good, whichever way it connected;
  * - HTTP statuses 200-299 only count as success; request mutators may add headers.
  *
  *     import {ChannelStreamConnection} from 'http://127.0.0.1:8000/static/channelstream.js';
@@ -44,6 +54,8 @@ const WS_OPEN = 1;
 const WS_NORMAL = 1000;
 const WS_POLICY = 1008;
 const UNKNOWN_CONNECTION = 4001;
+const USER_DISCONNECTED = 4003;
+const TOKEN_EXPIRED = 4004;
 const ABNORMAL = 1006;
 
 /** Connection states reported to `connectionStateCallback`. */
@@ -143,6 +155,22 @@ function siblingUrl(url, endpoint, websocket) {
 
 function withConnId(url, connId) {
     return url + (url.includes('?') ? '&' : '?') + 'conn_id=' + encodeURIComponent(connId);
+}
+
+/** The reason text of a close: a websocket's close frame, or an SSE `close` event's second
+ *  data line. */
+function closeReason(event) {
+    if (event && typeof event.reason === 'string') {
+        return event.reason;
+    }
+    if (event && typeof event.data === 'string' && event.data.includes('\n')) {
+        return event.data.slice(event.data.indexOf('\n') + 1);
+    }
+    return '';
+}
+
+function withToken(url, token) {
+    return url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
 }
 
 /**
@@ -249,6 +277,12 @@ export class ChannelStreamConnection {
         this._gapsSignalled = new Set();
         this._onlineListener = () => this._retryNow();
         this._onlineListening = false;
+        /** Set to `async (recover) => token` to connect with connection tokens from the web
+         *  app instead of `connectUrl`; `recover` is null or `{epoch, seq}`, for the token's
+         *  `recover` claim (see the top of this file). */
+        this.getToken = null;
+        this._token = null; // the token the listeners use (re-attaching reuses it)
+        this._tokenAttempt = 0; // bumped per getToken call: a late answer is ignored
     }
 
     // ---------------------------------------------------------------- the web app
@@ -271,7 +305,8 @@ export class ChannelStreamConnection {
         this.mutators[type].push(func);
     }
 
-    /** Ask the web app for a connection (`connectUrl`), then listen. */
+    /** Ask the web app for a connection (`connectUrl`, or a token from `getToken`), then
+     *  listen. */
     connect() {
         this._stopped = false;
         this._watchOnline(true);
@@ -281,6 +316,10 @@ export class ChannelStreamConnection {
         }
         this._setState(this.state === ConnectionState.RECONNECTING ? ConnectionState.RECONNECTING
             : ConnectionState.CONNECTING);
+        if (typeof this.getToken === 'function') {
+            this._connectWithToken();
+            return;
+        }
         const wanted = [...(this.channels || [])];
         const body = {username: this.username, channels: this.channels};
         // connected before: ask for what was missed since (the web app passes it on)
@@ -300,6 +339,34 @@ export class ChannelStreamConnection {
         };
         this._connectRequest = request;
         request.execute();
+    }
+
+    /** `connect()` with a token: ask the page for a fresh one (with `recover` once connected
+     *  before), then listen with it; a failing `getToken` is retried after the back-off. */
+    _connectWithToken() {
+        const attempt = ++this._tokenAttempt;
+        const recover = this.epoch !== null && this.epoch !== undefined
+            ? {epoch: this.epoch, seq: this.lastSeq || 0} : null;
+        this._token = null;
+        this.connectionId = null;
+        Promise.resolve()
+            .then(() => this.getToken(recover))
+            .then((token) => {
+                if (attempt !== this._tokenAttempt || this._stopped) {
+                    return;
+                }
+                if (typeof token !== 'string' || !token) {
+                    throw new Error('getToken() returned no token');
+                }
+                this._token = token;
+                this.startListening(null, null);
+            })
+            .catch((error) => {
+                if (attempt === this._tokenAttempt && !this._stopped) {
+                    this._log('getToken failed', error);
+                    this._handleConnectError(null, error);
+                }
+            });
     }
 
     /** Update the user's state through the web app (`userStateUrl`). */
@@ -424,7 +491,12 @@ export class ChannelStreamConnection {
         return siblingUrl(this.sseUrl || this.websocketUrl, 'listen', false);
     }
 
-    /** Open a listener for `connectionId`: the first transport that works. */
+    /** A listener URL: with the connection token if there is one, else `connectionId`. */
+    _listenUrl(url) {
+        return this._token ? withToken(url, this._token) : withConnId(url, this.connectionId);
+    }
+
+    /** Open a listener for `connectionId` (or the token): the first transport that works. */
     startListening(request, data) {
         this.beforeListeningCallback(request, data);
         this._ladder = this.transports.filter((name) => this._transportAvailable(name));
@@ -453,7 +525,7 @@ export class ChannelStreamConnection {
         const generation = this._newListener('websocket');
         let websocket;
         try {
-            websocket = new WebSocket(withConnId(this._websocketUrl(), this.connectionId));
+            websocket = new WebSocket(this._listenUrl(this._websocketUrl()));
         } catch (error) { // e.g. refused by the page's Content-Security-Policy
             this._failLater(generation, error);
             return;
@@ -490,7 +562,7 @@ export class ChannelStreamConnection {
         const generation = this._newListener('sse');
         let source;
         try {
-            source = new EventSource(withConnId(this._sseUrl(), this.connectionId));
+            source = new EventSource(this._listenUrl(this._sseUrl()));
         } catch (error) {
             this._failLater(generation, error);
             return;
@@ -531,7 +603,7 @@ export class ChannelStreamConnection {
     }
 
     _poll(generation, opened) {
-        const request = new ChannelStreamRequest(withConnId(this._longPollUrl(), this.connectionId));
+        const request = new ChannelStreamRequest(this._listenUrl(this._longPollUrl()));
         request.timeout = this.longPollTimeout;
         request.handleResponse = (xhr, data) => {
             if (generation !== this._generation) {
@@ -679,6 +751,10 @@ export class ChannelStreamConnection {
         this._currentBounceIv = 0;
         const fresh = [];
         for (const frame of frames) {
+            if (frame && frame.type === 'position') {
+                this._position(frame);
+                continue;
+            }
             if (frame && frame.type === 'gap') {
                 this._gapFrame(frame);
                 continue;
@@ -692,6 +768,20 @@ export class ChannelStreamConnection {
         }
         if (fresh.length) {
             this._handleListenMessageEvent(fresh);
+        }
+    }
+
+    /** A token listener's first frame: the epoch and the seq its catchup starts from, as a
+     *  connect answer gives them. */
+    _position(frame) {
+        if (typeof frame.epoch === 'string' && frame.epoch !== this.epoch) {
+            this.epoch = frame.epoch; // a new server state: its seqs start anew
+            this.lastSeq = 0;
+            this._seenSeqs.clear();
+            this._seenSeqOrder = [];
+        }
+        if (typeof frame.seq === 'number' && frame.seq > this.lastSeq) {
+            this.lastSeq = frame.seq;
         }
     }
 
@@ -773,6 +863,17 @@ export class ChannelStreamConnection {
             return;
         }
         this.listenCloseCallback(event, {code: code, transport: this.transport});
+        if (code === USER_DISCONNECTED) {
+            // the application ended this user's connections (logout): never reconnect
+            this._stop(ConnectionState.CLOSED);
+            this.onDisconnected(closeReason(event));
+            this.connectionClosedCallback();
+            return;
+        }
+        if (code === TOKEN_EXPIRED && typeof this.getToken === 'function') {
+            this.connect(); // a fresh token, with recover: nothing is lost
+            return;
+        }
         if (code === WS_NORMAL || code === WS_POLICY) {
             // disconnected for good (/disconnect), or this page's origin is refused
             this._stop(ConnectionState.CLOSED);
@@ -859,6 +960,7 @@ export class ChannelStreamConnection {
 
     _stop(state) {
         this._stopped = true;
+        this._tokenAttempt += 1; // a getToken still running is ignored
         this._clearRetry();
         this._closeListener();
         this._watchOnline(false);
@@ -1019,6 +1121,12 @@ export class ChannelStreamConnection {
      *  `/history` through the web app. `channel` is null when direct messages were lost. */
     onGap(channel, seq) {
         this._log('onGap', channel, seq);
+    }
+
+    /** The application ended this connection (close 4003, `/user_disconnect`, e.g. a
+     *  logout): the client has stopped for good; `reason` is the text it was given. */
+    onDisconnected(reason) {
+        this._log('onDisconnected', reason);
     }
 
     /** A listener opened (once per websocket, event stream or long-poll session). */

@@ -21,14 +21,17 @@ COLLECT_MORE_SECONDS = 0.25
 COLLECT_AT_MOST_SECONDS = 1.0  # a steady stream must not keep a poll open for ever
 
 
-def long_poll(node: Node, conn_id: str, client_socket: Any = None) -> str | None:
+def long_poll(
+    node: Node, conn_id: str, client_socket: Any = None, position: bool = False
+) -> str | None:
     """A JSON array of the frames for this poll, or None if the connection ended meanwhile.
 
     `client_socket` (if known) is watched: a client that hangs up ends the poll at once, and
     what it had collected is left to the next poll's catchup.
+    `position`: the poll starts with a `position` frame (see `Node.attach`).
     Raises UnknownConnection if there is no such connection.
     """
-    outbox = node.attach(conn_id, "poll", heartbeats=False)
+    outbox = node.attach(conn_id, "poll", heartbeats=False, position=position)
     log.debug("long poll waiting: connection %s", conn_id)
     parts: list[str] = []
     hung_up = False

@@ -26,6 +26,7 @@ class Outbox:
         # seq of the newest frame handed to the client; becomes the catchup cursor on detach
         self.served_up_to = served_up_to
         self.close_code: CloseCode | None = None
+        self.close_reason = ""  # the close frame's reason text, when not the code's name
         self.peer = ""  # the client's address, for log lines (set by the transport)
         self.discarded = 0  # frames thrown away by the close (catchup replays them)
         self._items: deque[tuple[int, str]] = deque()  # (seq, encoded frames without brackets)
@@ -64,11 +65,13 @@ class Outbox:
             self._heartbeat_due = True
             self._wake()
 
-    def close(self, code: CloseCode) -> None:
-        """Ask the writer to close with `code`; frames not yet written are dropped (catchup
-        replays them: `served_up_to` is not advanced)."""
+    def close(self, code: CloseCode, reason: str = "") -> None:
+        """Ask the writer to close with `code` (and `reason`, e.g. the one /user_disconnect
+        was given); frames not yet written are dropped (catchup replays them: `served_up_to`
+        is not advanced)."""
         if self.close_code is None:
             self.close_code = code
+            self.close_reason = reason
             self.discarded = len(self._items)
             self._items.clear()
             if self.on_close is not None:

@@ -4,7 +4,8 @@ The response body is a generator that gevent's WSGI server writes chunk by chunk
 of frames is one event whose data is the JSON array a websocket would get (`data: [...]`); a
 heartbeat is `data: []` every `heartbeat_interval`. When the server ends the stream it first
 sends `event: close` with the websocket close code as data (4001: unknown connection, get a
-new conn_id; 1000: disconnected; 1001: shutting down; 4002: too slow), so a browser's
+new conn_id; 1000: disconnected; 1001: shutting down; 4002: too slow; 4003: the user was
+disconnected, the reason on a second data line), so a browser's
 EventSource can tell a final close from a dropped connection.
 
 A client that goes away is noticed at once when the server gives its socket (see
@@ -48,8 +49,12 @@ def data_event(frames: str) -> bytes:
     return b"data: " + frames.encode("utf-8") + b"\n\n"
 
 
-def close_event(code: int) -> bytes:
-    return b"event: close\ndata: %d\n\n" % code
+def close_event(code: int, reason: str = "") -> bytes:
+    """`event: close` with the code as data; a reason (4003) follows on a second data line,
+    so the event's data is `4003\n<reason>` and still parses as the code."""
+    line = " ".join(reason.splitlines())
+    extra = b"data: " + line.encode("utf-8") + b"\n" if line else b""
+    return b"event: close\ndata: %d\n" % code + extra + b"\n"
 
 
 class ClientTooSlow(ChannelstreamException, ConnectionResetError):
@@ -57,11 +62,14 @@ class ClientTooSlow(ChannelstreamException, ConnectionResetError):
     like a reset connection)."""
 
 
-def sse_stream(node: Node, conn_id: str, peer: str, client_socket: Any = None) -> Iterator[bytes]:
+def sse_stream(
+    node: Node, conn_id: str, peer: str, client_socket: Any = None, position: bool = False
+) -> Iterator[bytes]:
     """The body of one `/sse` response: attach, stream frames until either side ends it.
-    `client_socket` (if known) is watched for the client hanging up."""
+    `client_socket` (if known) is watched for the client hanging up; `position`: a
+    `position` frame comes first (see `Node.attach`)."""
     try:
-        outbox = node.attach(conn_id, "sse")
+        outbox = node.attach(conn_id, "sse", position=position)
     except UnknownConnection:
         log.info("sse from %s for unknown connection %s: closing 4001", peer, conn_id)
         yield STREAM_START + close_event(CloseCode.UNKNOWN_CONNECTION)
@@ -87,7 +95,7 @@ def sse_stream(node: Node, conn_id: str, peer: str, client_socket: Any = None) -
         while True:
             outbox.wait()
             if outbox.close_code is not None:
-                yield close_event(outbox.close_code)
+                yield close_event(outbox.close_code, outbox.close_reason)
                 return
             text = outbox.take()
             if text is not None:

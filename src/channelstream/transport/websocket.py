@@ -33,6 +33,7 @@ from channelstream.close_codes import CloseCode
 from channelstream.core.errors import UnknownConnection
 from channelstream.node import Node
 from channelstream.transport.frames import (
+    MAX_CONTROL_PAYLOAD,
     NO_STATUS,
     OPCODE_PONG,
     PROTOCOL_ERROR,
@@ -77,6 +78,13 @@ class FrameCache:
         if len(parts) == 1:
             return self.frame_of(parts[0])
         return encode_frame(("[" + ",".join(parts) + "]").encode("utf-8"))
+
+
+def close_reason(code: CloseCode, reason: str) -> bytes:
+    """A close frame's reason text: `reason` if given, else the code's name; at most the
+    123 bytes a control frame leaves it, cut on a character boundary (it must be UTF-8)."""
+    text = (reason or code.name.lower()).encode()
+    return text[: MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
 
 
 def _close_upgraded(ws: WebSocket, code: CloseCode) -> None:
@@ -327,7 +335,7 @@ class WebSocketListener:
         if self._peer_close_code is not None:
             frame = encode_close(self._peer_close_code)
         else:
-            frame = encode_close(int(code), code.name.lower().encode())
+            frame = encode_close(int(code), close_reason(code, self.outbox.close_reason))
         self._pending = frame
         self._grace_timer = gevent.get_hub().loop.timer(CLOSE_GRACE_SECONDS)
         self._grace_timer.start(self._finish)
@@ -377,15 +385,17 @@ def serve_websocket(
     origin_allowed: bool,
     peer: str,
     frames: FrameCache,
+    position: bool = False,
 ) -> None:
     """Attach the upgraded socket to its connection and hand it to a `WebSocketListener`;
-    returns at once (the listener lives on in the event loop)."""
+    returns at once (the listener lives on in the event loop). `position`: a `position`
+    frame comes first (token connections, see `Node.attach`)."""
     if not origin_allowed:
         log.warning("websocket from %s refused: origin not allowed", peer)
         _close_upgraded(ws, CloseCode.ORIGIN_NOT_ALLOWED)
         return
     try:
-        outbox = node.attach(conn_id, "ws")
+        outbox = node.attach(conn_id, "ws", position=position)
     except UnknownConnection:
         log.info("websocket from %s for unknown connection %s: closing 4001", peer, conn_id)
         _close_upgraded(ws, CloseCode.UNKNOWN_CONNECTION)

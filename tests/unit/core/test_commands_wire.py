@@ -20,7 +20,9 @@ from channelstream.core.commands import (
     Delete,
     Detach,
     Disconnect,
+    DisconnectUsers,
     Edit,
+    ExpireConnection,
     ForgetNode,
     Operation,
     Publish,
@@ -70,6 +72,9 @@ EXAMPLES: list[Operation[Any]] = [
     CollectGarbage(
         connections_after=30.0, users_after=86400.0, channels_after=3600.5, presence_grace=3.0
     ),
+    # added with users as a whole (issue 13)
+    DisconnectUsers(usernames=("alice", "bob"), reason="logout"),
+    ExpireConnection(conn_id="c1"),
 ]
 
 

@@ -11,6 +11,7 @@ from channelstream.core.errors import (
     CoreError,
     TooManyChannels,
     TooManyConnections,
+    TooManyUserConnections,
     UnknownConnection,
     UnknownUser,
 )
@@ -361,3 +362,63 @@ def test_the_channel_limit_is_per_connection(now):
     state.connect("alice", "c2", ["b"], now)
 
     assert sorted(state.channels) == ["a", "b"]
+
+
+# ------------------------------------------------------------------ users as a whole (issue 13)
+
+
+def test_max_connections_per_user_refuses_one_more_of_that_user_only(now):
+    state = State(Limits(max_connections_per_user=2))
+    state.connect("alice", "c1", ["a"], now)
+    state.connect("alice", "c2", ["a"], now)
+
+    with pytest.raises(TooManyUserConnections) as refused:
+        state.connect("alice", "c3", ["a"], now)
+
+    assert refused.value.limit == 2
+    assert "c3" not in state.connections
+    state.connect("bob", "c4", ["a"], now)  # another user is not limited by alice's
+    state.connect("alice", "c1", ["b"], now)  # updating an existing one is not a new one
+    assert sorted(state.connections["c1"].channels) == ["a", "b"]
+
+
+def test_max_connections_per_user_counts_again_once_one_ended(now):
+    state = State(Limits(max_connections_per_user=1))
+    state.connect("alice", "c1", [], now)
+    state.disconnect("c1", now)
+
+    state.connect("alice", "c2", [], now)
+
+    assert list(state.users["alice"].connections) == ["c2"]
+
+
+def test_max_connections_per_user_zero_means_no_limit(now):
+    state = State(Limits(max_connections_per_user=0))
+    for index in range(20):
+        state.connect("alice", f"c{index}", [], now)
+    assert len(state.users["alice"].connections) == 20
+
+
+def test_disconnect_users_ends_every_connection_of_those_users(state, now):
+    state.connect("alice", "c1", ["a"], now)
+    state.connect("alice", "c2", ["b"], now)
+    state.connect("bob", "c3", ["a"], now)
+
+    outcome = state.disconnect_users(["alice", "nobody", "alice"], now)
+
+    assert outcome.ended == {"alice": ["c1", "c2"], "nobody": []}
+    assert list(state.connections) == ["c3"]
+    assert state.users["alice"].connections == {}
+    assert state.channels["a"].members == {"bob": {"c3": None}}
+    assert state.channels["b"].members == {}
+
+
+def test_disconnect_users_sends_parted_where_presence_is_notified(state, now):
+    state.connect("bob", "c0", ["a"], now, channel_configs={"a": {"notify_presence": True}})
+    state.connect("alice", "c1", ["a"], now)
+
+    outcome = state.disconnect_users(["alice"], now)
+
+    (delivery,) = outcome.deliveries
+    assert delivery.frame["message"] == {"action": "parted"}
+    assert delivery.conn_ids == ("c0",)

@@ -5,9 +5,9 @@ signed API call; without either they redirect to the sign-in page (see `api.erro
 
 The browser sends the cookie whatever page made the request (SameSite=Lax does not tell two
 ports or subdomains of one site apart), so what changes state on the strength of the cookie
-(disconnect, sign-out) takes only JSON, which another origin cannot send without a CORS
-preflight, and only from this server's own origin. The sign-in form is checked for its
-origin too (login CSRF). A signed call is a server, not a browser: it skips these checks.
+(disconnect, user disconnect, sign-out) takes only JSON, which another origin cannot send
+without a CORS preflight, and only from this server's own origin. The sign-in form is checked
+for its origin too (login CSRF). A signed call is a server, not a browser: it skips these checks.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ from channelstream.schemas import (
     SignInFormSchema,
     SignInReturnSchema,
     SignOutResponseSchema,
+    UserDisconnectBodySchema,
+    UserDisconnectResponseSchema,
 )
 
 PAGES = "channelstream"
@@ -172,6 +174,29 @@ class AdminViews(NodeView):
         disconnected = self.node.disconnect(data["conn_id"])
         answer = {"conn_id": data["conn_id"], "disconnected": disconnected}
         return dumped(AdminDisconnectResponseSchema, answer)
+
+    @view_config(route_name="admin_user_disconnect", request_method="POST", renderer="json")
+    @documented(
+        "End every connection of users (the admin panel's button)",
+        tag=ADMIN_TAG,
+        operation_id="admin_user_disconnect",
+        description="As `/user_disconnect`, for an admin: the users' websockets close with 4003.",
+        request=request_body(
+            UserDisconnectBodySchema, {"users": ["alice"], "reason": "disconnected by an admin"}
+        ),
+        responses={
+            "200": answer(UserDisconnectResponseSchema, {"disconnected": {"alice": 2}}),
+            **BODY_ERRORS,
+            "403": "CrossOrigin",
+        },
+    )
+    def user_disconnect(self) -> Any:
+        refused = admin_action_refusal(self.request)
+        if refused is not None:
+            return refused
+        data = UserDisconnectBodySchema.shared().load(self.json_body())
+        counts = self.node.disconnect_users(data["users"], data["reason"])
+        return dumped(UserDisconnectResponseSchema, {"disconnected": counts})
 
 
 def credentials_match(username: str, password: str, admin_user: str, admin_secret: str) -> bool:

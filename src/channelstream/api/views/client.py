@@ -27,6 +27,12 @@ from channelstream.api.openapi import (
     error_example,
 )
 from channelstream.api.security import client_address
+from channelstream.api.tokens import (
+    TOKEN_CONN_ID_KEY,
+    TOKEN_REFUSAL_KEY,
+    open_connection,
+    read_token,
+)
 from channelstream.api.tween import origin_allowed
 from channelstream.api.views import NodeView
 from channelstream.core.errors import UnknownConnection
@@ -50,6 +56,7 @@ from channelstream.transport.sse import sse_stream
 from channelstream.transport.websocket import serve_websocket
 
 UNKNOWN_CONNECTION = {"conn_id": ["Unknown connection"]}
+BAD_TOKEN_MESSAGE = "Bad connection token: expired"
 DISCONNECT_ANSWERS: dict[str, Answer] = {
     "200": answer(fields.Boolean(), True, "true if the connection existed (it is gone now)"),
     **BODY_ERRORS,
@@ -64,6 +71,16 @@ class ClientViews(NodeView):
         escaped: a hop is whatever the client put in the header."""
         return printable(client_address(self.request, self.node.settings.trusted_proxies))
 
+    def _conn_id(self, data: dict[str, Any]) -> tuple[str, bool]:
+        """The listener's connection: its `conn_id`, or its token's (opened on first use; a
+        refused token raises, answered with 401, 422, 413 or 429 before any streaming); and
+        whether the listener starts with a `position` frame: a token's page never saw
+        `/connect`'s epoch and seq (a long poll: only when its poll created the connection,
+        or every poll would return at once)."""
+        if "conn_id" in data:
+            return str(data["conn_id"]), False
+        return open_connection(self.node, data["token"])
+
     @view_config(route_name="ws")
     @documented(
         "Websocket: receive frames",
@@ -71,6 +88,12 @@ class ClientViews(NodeView):
         description=f"""\
 The browser's connection: `new WebSocket("ws://host:port/ws?conn_id=...")` with the `conn_id`
 that `/connect` returned to the web app. No signature: the conn_id is the credential.
+
+Or `/ws?token=...` with a connection token (a JWT the web app signs with `secret`), and no
+`/connect` call: the first use creates the connection as `/connect` would, the same token
+re-attaches and catches up, and at the token's `exp` the socket closes with 4004. A bad,
+expired or wrongly signed token is refused before the upgrade with 401; claims `/connect`
+would refuse get its 422 or 413, and `conn_id` with `token` is a 422.
 
 After the upgrade the server sends text frames, each a JSON array of message objects (the
 `Frame` schema): first the frames the connection missed (`catchup: true`), then live ones.
@@ -83,9 +106,14 @@ Close codes:
 {CLOSE_CODE_LIST}
 
 Swagger UI cannot open websockets; use a websocket client.""",
-        query=ListenQuerySchema(only=("conn_id",)),
+        query=ListenQuerySchema(only=("conn_id", "token")),
         responses={
             "101": {"description": "Switching protocols: frames follow"},
+            "401": answer(
+                ErrorSchema,
+                error_example(401, "unauthorized", "Unauthorized", BAD_TOKEN_MESSAGE),
+                "A bad, expired or wrongly signed connection token",
+            ),
             "400": answer(
                 ErrorSchema,
                 error_example(
@@ -104,9 +132,14 @@ Swagger UI cannot open websockets; use a websocket client.""",
         conn_id is refused before the upgrade (the server's pre-start hook), landing here as
         plain HTTP: 422 (fix F13); so is a broken handshake: 400, or 426 for a version."""
         data = ListenQuerySchema.shared().load(dict(self.request.GET))
-        ws = self.request.environ.get("wsgi.websocket")
+        environ = self.request.environ
+        ws = environ.get("wsgi.websocket")
         if ws is None:
-            environ = self.request.environ
+            refusal = environ.get(TOKEN_REFUSAL_KEY)
+            if refusal is not None:
+                raise refusal  # left by the pre-start hook, which opens a token's connection
+            if "token" in data:
+                read_token(data["token"], self.node.settings)  # a bad token: 401 first
             problem = handshake_problem(environ) if upgrade_requested(environ) else None
             if problem is None:
                 problem = HandshakeProblem(400, "This endpoint needs a websocket upgrade request")
@@ -120,10 +153,11 @@ Swagger UI cannot open websockets; use a websocket client.""",
         serve_websocket(
             ws,
             self.node,
-            data["conn_id"],
+            environ.get(TOKEN_CONN_ID_KEY) or self._conn_id(data)[0],
             origin_allowed=not (allowed and origin) or origin_allowed(origin or "", allowed),
             peer=self._peer(),
             frames=self.request.registry.channelstream_ws_frames,
+            position="token" in data,
         )
         return Response(status=200)
 
@@ -136,9 +170,16 @@ Swagger UI cannot open websockets; use a websocket client.""",
         "each event's data is a JSON array of message objects (the `Frame` schema), `[]` every "
         "`heartbeat_interval` as a heartbeat. When the server ends the stream it first sends "
         "`event: close` with a websocket close code as data (4001: unknown connection, 1000: "
-        "disconnected, 1001: shutting down, 4002: too slow).",
-        query=ListenQuerySchema(only=("conn_id",)),
+        "disconnected, 1001: shutting down, 4002: too slow, 4003: user disconnected, 4004: "
+        "token expired). With `token` instead of `conn_id`, a connection token opens (or "
+        "re-attaches to) its connection as on `/ws`; a bad one is a 401 before streaming.",
+        query=ListenQuerySchema(only=("conn_id", "token")),
         responses={
+            "401": answer(
+                ErrorSchema,
+                error_example(401, "unauthorized", "Unauthorized", BAD_TOKEN_MESSAGE),
+                "A bad, expired or wrongly signed connection token",
+            ),
             "200": answer(
                 ServerSentEventSchema,
                 "retry: 2000\n\ndata: []\n\n",
@@ -153,9 +194,12 @@ Swagger UI cannot open websockets; use a websocket client.""",
         """Server-sent events: a missing or malformed conn_id is a 422 before streaming; an
         unknown one gets `event: close` / `data: 4001` and the end of the stream."""
         data = ListenQuerySchema.shared().load(dict(self.request.GET))
+        conn_id, _ = self._conn_id(data)
         client_socket = self.request.environ.get(CLIENT_SOCKET_KEY)
         response = Response(
-            app_iter=sse_stream(self.node, data["conn_id"], self._peer(), client_socket),
+            app_iter=sse_stream(
+                self.node, conn_id, self._peer(), client_socket, position="token" in data
+            ),
             status=200,
         )
         response.headers.update(SSE_HEADERS)
@@ -167,7 +211,9 @@ Swagger UI cannot open websockets; use a websocket client.""",
         tag=CLIENT_TAG,
         description="Waits up to `wake_connections_after` seconds for frames and answers a "
         "JSON array of message objects (`[]` if none came). With `callback`, the answer is "
-        "JSONP.",
+        "JSONP. With `token` instead of `conn_id`, a connection token opens (or re-attaches "
+        "to) its connection as on `/ws`; once the token expires its poll ends and later ones "
+        "get 401.",
         query=ListenQuerySchema,
         responses={
             "200": {
@@ -177,20 +223,26 @@ Swagger UI cannot open websockets; use a websocket client.""",
                     **content(fields.String(), "onFrames([])", "application/javascript"),
                 },
             },
-            "401": answer(
-                ValidationErrorSchema,
-                UNKNOWN_CONNECTION,
-                "No such connection (or it ended)",
-            ),
+            "401": {
+                "description": "No such connection (or it ended), or a bad, expired or "
+                "wrongly signed connection token",
+                "content": {
+                    "application/json": {
+                        "schema": {"anyOf": [ValidationErrorSchema, ErrorSchema]},
+                        "example": UNKNOWN_CONNECTION,
+                    }
+                },
+            },
             "422": "ValidationFailed",
             "503": "Unavailable",
         },
     )
     def listen(self) -> Response:
         data = ListenQuerySchema.shared().load(dict(self.request.GET))
+        conn_id, position = self._conn_id(data)
         try:
             frames = long_poll(
-                self.node, data["conn_id"], self.request.environ.get(CLIENT_SOCKET_KEY)
+                self.node, conn_id, self.request.environ.get(CLIENT_SOCKET_KEY), position
             )
         except UnknownConnection:
             frames = None

@@ -7,13 +7,19 @@ from typing import Any
 from pyramid.view import view_config, view_defaults
 
 from channelstream.api.documented import API_TAG, answer, documented, request_body
-from channelstream.api.openapi import CHANNELS_INFO_EXAMPLE, CONN_ID, EPOCH_EXAMPLE
+from channelstream.api.openapi import (
+    CHANNELS_INFO_EXAMPLE,
+    CONN_ID,
+    EPOCH_EXAMPLE,
+    error_example,
+)
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView, dumped
 from channelstream.core.commands import Connect, Subscribe, Unsubscribe
 from channelstream.schemas import (
     ConnectBodySchema,
     ConnectResponseSchema,
+    ErrorSchema,
     SubscribeBodySchema,
     SubscribeResponseSchema,
     UnsubscribeBodySchema,
@@ -56,7 +62,20 @@ class ConnectionViews(NodeView):
                     "epoch": EPOCH_EXAMPLE,
                     "seq": 41,
                 },
-            )
+            ),
+            "429": answer(
+                ErrorSchema,
+                {
+                    **error_example(
+                        429,
+                        "too_many_requests",
+                        "Too Many Requests",
+                        "A user may hold at most 5 connections",
+                    ),
+                    "limit": "max_connections_per_user",
+                },
+                "The user holds max_connections_per_user connections (cluster-wide)",
+            ),
         },
     )
     def connect(self) -> dict[str, Any]:

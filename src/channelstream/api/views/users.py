@@ -1,4 +1,5 @@
-"""/user_state: a user's state and which keys of it are public."""
+"""/user_state and /user_disconnect: a user's state, which keys of it are public, and
+ending all of a user's connections."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from channelstream.api.documented import API_TAG, answer, documented, request_bo
 from channelstream.api.security import API_PERMISSION
 from channelstream.api.views import NodeView, dumped
 from channelstream.core.commands import SetUserState
-from channelstream.schemas import UserStateBodySchema, UserStateResponseSchema
+from channelstream.schemas import (
+    UserDisconnectBodySchema,
+    UserDisconnectResponseSchema,
+    UserStateBodySchema,
+    UserStateResponseSchema,
+)
 
 
 @view_defaults(renderer="json", permission=API_PERMISSION)
@@ -52,3 +58,21 @@ class UserViews(NodeView):
             "public_keys": outcome.user.public_keys,
         }
         return dumped(UserStateResponseSchema, answer)
+
+    @view_config(route_name="user_disconnect", request_method="POST")
+    @documented(
+        "End every connection of some users, on every node",
+        tag=API_TAG,
+        description="Log users out everywhere: each connection of theirs ends at once (presence "
+        "parts), their websockets close with 4003 and `reason` as the close frame's reason "
+        "text, SSE streams end with `event: close` (data `4003`, then the reason on a second "
+        "line), a waiting long poll answers and later ones get 401. 4003 means: do not "
+        "reconnect. `disconnected` counts the connections ended per user (0 for a user "
+        "without connections or unknown).",
+        request=request_body(UserDisconnectBodySchema, {"users": ["alice"], "reason": "logout"}),
+        responses={"200": answer(UserDisconnectResponseSchema, {"disconnected": {"alice": 2}})},
+    )
+    def user_disconnect(self) -> dict[str, Any]:
+        data = UserDisconnectBodySchema.shared().load(self.json_body())
+        counts = self.node.disconnect_users(data["users"], data["reason"])
+        return dumped(UserDisconnectResponseSchema, {"disconnected": counts})

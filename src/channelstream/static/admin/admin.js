@@ -5,6 +5,7 @@
 const REFRESH_SECONDS = 5;
 const DATA_URL = "admin/admin.json";
 const DISCONNECT_URL = "admin/disconnect";
+const USER_DISCONNECT_URL = "admin/user_disconnect";
 const SIGN_IN_URL = "admin/sign_in";
 const SIGN_OUT_URL = "admin/sign_out";
 // Admin actions are JSON POSTs from this page: the server refuses them from other origins and
@@ -214,6 +215,35 @@ async function disconnect(connId, user, button) {
   await refresh();
 }
 
+async function disconnectUser(user, button) {
+  const question =
+    `Disconnect user ${user}?\n\n` +
+    "Every connection of theirs ends on every node, with close code 4003: their clients stop " +
+    "and do not reconnect.";
+  if (!window.confirm(question)) return;
+  button.disabled = true;
+  try {
+    const response = await fetch(USER_DISCONNECT_URL, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ users: [user], reason: "disconnected by an admin" }),
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const answer = await response.json();
+    setStatus(`User ${user} disconnected (${count(answer.disconnected[user] || 0, "connection")}).`);
+  } catch (error) {
+    setStatus(`Could not disconnect user ${user}: ${error.message}`, true);
+  }
+  await refresh();
+}
+
+function userDisconnectButton(user) {
+  const button = el("button", { class: "danger", "data-disconnect-user": user, text: "Disconnect user" });
+  button.addEventListener("click", () => disconnectUser(user, button));
+  return button;
+}
+
 function renderUsers(data) {
   const connections = new Map(data.connections.map((connection) => [connection.conn_id, connection]));
   const body = document.querySelector("#users tbody");
@@ -222,7 +252,7 @@ function renderUsers(data) {
       el(
         "tr",
         { "data-user": user.user },
-        el("td", { "data-label": "User", text: user.user }),
+        el("td", { "data-label": "User" }, el("span", { text: user.user }), " ", userDisconnectButton(user.user)),
         el("td", { "data-label": "Public state" }, el("pre", { class: "state", text: json(user.state) })),
         el(
           "td",
