@@ -475,15 +475,20 @@ class Node:
 
     def _open_outbox(self, attach: Attach, catchup: Catchup, position: bool = False) -> Outbox:
         """Runs inside `_apply`, so no frame can slip between the catchup and live ones.
-        With `position`, a first frame `{"type": "position", "epoch", "seq"}` says where the
-        catchup starts, as `/connect`'s answer does."""
+        With `position`, a first frame `{"type": "position", "epoch", "seq", "conn_id"}` says
+        which connection this is and where the catchup starts, as `/connect`'s answer does."""
         conn_id = attach.conn_id
         outbox = Outbox(conn_id, self.settings.max_queued_frames, catchup.seq, attach.kind)
         outbox.heartbeats = attach.heartbeats
         connection = self.state.connections.get(conn_id)
         if position and connection is not None:
             start = min(connection.cursor, catchup.seq)
-            frame = {"type": "position", "epoch": self.state.epoch, "seq": start}
+            frame = {
+                "type": "position",
+                "epoch": self.state.epoch,
+                "seq": start,
+                "conn_id": conn_id,  # the page's web app names it to /subscribe, /disconnect
+            }
             outbox.push(start, encoding.dumps(frame))
         if catchup.frames:
             outbox.push(catchup.seq, ",".join(encoding.dumps(f) for f in catchup.frames))

@@ -626,6 +626,12 @@ class FrameSchema(MessageObjectSchema):
     epoch = fields.String(
         metadata={"description": "position: the cluster state's epoch, for `recover`"}
     )
+    conn_id = UUIDString(
+        metadata={
+            "description": "position: this listener's connection (what `/connect` answers as "
+            "`conn_id`), for the web app's `/subscribe`, `/message` and `/disconnect` calls"
+        }
+    )
 
 
 class ServerSentEventSchema(BaseSchema):

@@ -94,6 +94,10 @@ def test_token_connects_without_connect_call(server, api):
         assert position["type"] == "position" and isinstance(position["epoch"], str), first
         assert isinstance(position["seq"], int)
         assert users_of(api, channel) == [user]
+        # the page learns its conn_id, so its web app can name the connection
+        extra = unique("extra")
+        api.ok("/subscribe", {"conn_id": position["conn_id"], "channels": [extra]})
+        assert users_of(api, extra) == [user]
         post(api, channel, "hello")
         message = listener.wait_for(has_text("hello"))
         assert message["channel"] == channel

@@ -771,9 +771,12 @@ export class ChannelStreamConnection {
         }
     }
 
-    /** A token listener's first frame: the epoch and the seq its catchup starts from, as a
-     *  connect answer gives them. */
+    /** A token listener's first frame: its conn_id, the epoch and the seq its catchup starts
+     *  from, as a connect answer gives them. */
     _position(frame) {
+        if (typeof frame.conn_id === 'string') {
+            this.connectionId = frame.conn_id; // for subscribe(), message(), disconnect()
+        }
         if (typeof frame.epoch === 'string' && frame.epoch !== this.epoch) {
             this.epoch = frame.epoch; // a new server state: its seqs start anew
             this.lastSeq = 0;
