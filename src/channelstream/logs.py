@@ -18,6 +18,9 @@ from typing import Any
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
 
 CHANNELSTREAM_LOGGER = "channelstream"
+# WSGI environ key: the caller's address as `trusted_proxies` resolve it (the app sets it, the
+# server's access line shows it), so that behind nginx the line names the client, not nginx.
+CLIENT_ADDRESS_KEY = "channelstream.client_address"
 # gevent-websocket writes several DEBUG lines per websocket request here (`server.logger`).
 WEBSOCKET_LOGGER = "channelstream.websocket"
 

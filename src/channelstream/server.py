@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from channelstream.exceptions import EXIT_BAD_CONFIG, ChannelstreamException
-from channelstream.logs import EscapingLoggerAdapter, escaped
+from channelstream.logs import CLIENT_ADDRESS_KEY, EscapingLoggerAdapter, escaped
 from channelstream.transport.handshake import handshake_problem, upgrade_requested
 from channelstream.transport.hangup import CLIENT_SOCKET_KEY
 
@@ -274,6 +274,8 @@ def _handler_class() -> type:
                 return
             peer = self.client_address
             client = peer[0] if isinstance(peer, tuple) else str(peer or "")
+            # the app resolved X-Forwarded-For of a trusted proxy (absent: refused earlier)
+            client = (self.environ or {}).get(CLIENT_ADDRESS_KEY) or client
             duration = self.time_finish - self.time_start if self.time_finish else None
             line = self.requestline or ""
             length = self.response_length

@@ -220,6 +220,30 @@ def test_access_log_does_not_show_a_token_passed_in_the_query(start_server):
     assert token not in server.log_text()
 
 
+@pytest.mark.parametrize(
+    ("trusted_proxies", "shown"),
+    [("127.0.0.1", "203.0.113.9"), ("", "127.0.0.1")],
+    ids=["behind-a-trusted-proxy", "header-from-anyone-else"],
+)
+def test_the_access_line_names_the_client_a_trusted_proxy_forwards(
+    start_server, trusted_proxies, shown
+):
+    """Behind nginx the access line names the client from X-Forwarded-For, as the allow-list
+    sees it; from a peer that is not a trusted proxy the header is not believed."""
+    server = start_server(settings={"trusted_proxies": trusted_proxies})
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", "/health", headers={"X-Forwarded-For": "203.0.113.9"})
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 200
+    wait_for_log(server.log_text, '"GET /health HTTP/1.1" 200')
+    [line] = [line for line in server.log_text().splitlines() if '"GET /health HTTP' in line]
+    assert f"[channelstream.access] {shown} - - [" in line, line
+
+
 # ---------------------------------------------------------------- the drain grace
 
 

@@ -17,7 +17,8 @@ from pyramid.response import Response
 
 from channelstream.api.body import buffer_body
 from channelstream.api.errors import BadRequestBody, PayloadTooLarge, error_response, log_refusal
-from channelstream.api.security import _in_networks, _parse_ip
+from channelstream.api.security import _in_networks, _parse_ip, client_address
+from channelstream.logs import CLIENT_ADDRESS_KEY
 from channelstream.settings import Settings
 
 ALLOW_METHODS = "GET, POST, OPTIONS, PUT, DELETE, PATCH"
@@ -100,6 +101,7 @@ def http_edge_tween_factory(
         return response
 
     def _http_edge(request: Request) -> Response:
+        request.environ[CLIENT_ADDRESS_KEY] = client_address(request, settings.trusted_proxies)
         try:
             apply_proxy_headers(request, settings)
         except UnicodeDecodeError:
