@@ -251,14 +251,11 @@ def test_a_direct_message_reaches_only_its_recipient(contexts, chat):
     expect(carol.locator("body")).not_to_contain_text("just for you, bob")
 
 
-def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_meanwhile(
-    contexts, chat, proxies
-):
-    """Bob reaches channelstream through a proxy that is blocked while it restarts: alice
-    reconnects first and writes; when bob gets through, the new server does not know his
-    connection (4001), so his client connects anew through the web app with `recover`; the
-    new server's state has another epoch (`recovered: false`), so the page reloads the
-    channel's history (/demo/history), which shows him what alice wrote."""
+def alice_and_bob_behind_a_proxy(
+    contexts: Any, chat: Any, proxies: Any
+) -> tuple[str, str, Any, Any, Any]:
+    """Alice and Bob signed in, Bob's websocket and long polls through a proxy the test can
+    cut: (alice_name, bob_name, alice_page, bob_page, proxy)."""
     contexts.allow_network_errors()
     alice_name, bob_name = names("alice", "bob")
     proxy = proxies(chat.channelstream.port)
@@ -269,6 +266,25 @@ def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_me
         bob_name,
         {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
     )
+    return alice_name, bob_name, alice, bob, proxy
+
+
+def cut_off(page: Any, proxy: Any) -> None:
+    """Cut the page's line (new connections refused too) and wait until it notices."""
+    proxy.block()
+    proxy.cut()
+    expect(page.locator("#connection")).not_to_have_attribute("data-state", "connected")
+
+
+def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_meanwhile(
+    contexts, chat, proxies
+):
+    """Bob reaches channelstream through a proxy that is blocked while it restarts: alice
+    reconnects first and writes; when bob gets through, the new server does not know his
+    connection (4001), so his client connects anew through the web app with `recover`; the
+    new server's state has another epoch (`recovered: false`), so the page reloads the
+    channel's history (/demo/history), which shows him what alice wrote."""
+    alice_name, bob_name, alice, bob, proxy = alice_and_bob_behind_a_proxy(contexts, chat, proxies)
     expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
     old_alice, old_bob = connection_id(alice), connection_id(bob)
     history_calls = demo_calls(bob, "/demo/history")
@@ -303,16 +319,7 @@ def test_after_a_server_restart_the_client_reconnects_and_shows_what_was_sent_me
 def test_after_a_killed_connection_the_client_reattaches_and_catches_up(contexts, chat, proxies):
     """The connection is cut while channelstream keeps running: the client re-attaches with
     the same conn_id and the server replays what was sent meanwhile (catchup)."""
-    contexts.allow_network_errors()
-    alice_name, bob_name = names("alice", "bob")
-    proxy = proxies(chat.channelstream.port)
-    alice = sign_in(contexts, chat, alice_name)
-    bob = sign_in(
-        contexts,
-        chat,
-        bob_name,
-        {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
-    )
+    alice_name, bob_name, alice, bob, proxy = alice_and_bob_behind_a_proxy(contexts, chat, proxies)
     expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
     old_bob = connection_id(bob)
 
@@ -481,16 +488,7 @@ def test_away_past_the_gc_time_the_page_recovers_everything_sent_meanwhile(conte
     """Bob's line is cut until channelstream has collected his connection: his client
     connects anew with `recover`, and what was said meanwhile (a direct message too, which
     no channel history holds) arrives as catchup, once each, in order, without a reload."""
-    contexts.allow_network_errors()
-    alice_name, bob_name = names("alice", "bob")
-    proxy = proxies(chat.channelstream.port)
-    alice = sign_in(contexts, chat, alice_name)
-    bob = sign_in(
-        contexts,
-        chat,
-        bob_name,
-        {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
-    )
+    alice_name, bob_name, alice, bob, proxy = alice_and_bob_behind_a_proxy(contexts, chat, proxies)
     connects = demo_calls(bob, "/demo/connect")
     history_calls = demo_calls(bob, "/demo/history")
     expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
@@ -499,9 +497,7 @@ def test_away_past_the_gc_time_the_page_recovers_everything_sent_meanwhile(conte
     epoch = bob.evaluate("chatConnection.epoch")
     old_bob = connection_id(bob)
 
-    proxy.block()
-    proxy.cut()
-    expect(bob.locator("#connection")).not_to_have_attribute("data-state", "connected")
+    cut_off(bob, proxy)
     send(alice, "while bob was away")
     expect(channel_message(alice, alice_name, "while bob was away")).to_be_visible(timeout=WAIT_MS)
     expect(presence(alice, bob_name)).to_have_count(0, timeout=WAIT_MS)  # parted
@@ -539,16 +535,7 @@ def test_away_past_the_catchup_size_the_page_reloads_the_channel_on_the_gap(
     time), and a message he saw is deleted and another edited meanwhile: the gap makes his
     page reload the lobby from the demo's /demo/history, so he sees every message once, in
     order, as they are now."""
-    contexts.allow_network_errors()
-    alice_name, bob_name = names("alice", "bob")
-    proxy = proxies(chat.channelstream.port)
-    alice = sign_in(contexts, chat, alice_name)
-    bob = sign_in(
-        contexts,
-        chat,
-        bob_name,
-        {"websocketUrl": proxy.ws_url + "/ws", "longPollUrl": proxy.http_url + "/listen"},
-    )
+    alice_name, bob_name, alice, bob, proxy = alice_and_bob_behind_a_proxy(contexts, chat, proxies)
     history_calls = demo_calls(bob, "/demo/history")
     with chat.client() as client:
         client.channel_config({"lobby": {"catchup_size": 3}})
@@ -558,9 +545,7 @@ def test_away_past_the_catchup_size_the_page_reloads_the_channel_on_the_gap(
     expect(texts(bob)).to_have_text(["soon deleted", "soon edited"], timeout=WAIT_MS)
     old_bob = connection_id(bob)
 
-    proxy.block()
-    proxy.cut()
-    expect(bob.locator("#connection")).not_to_have_attribute("data-state", "connected")
+    cut_off(bob, proxy)
     wait_until_collected(chat, old_bob)
     channel_message(alice, alice_name, "soon deleted").locator(".delete").click()
     expect(channel_message(alice, alice_name, "soon deleted")).to_have_count(0, timeout=WAIT_MS)
