@@ -541,6 +541,8 @@ def test_away_past_the_catchup_size_the_page_reloads_the_channel_on_the_gap(
         client.channel_config({"lobby": {"catchup_size": 3}})
     expect(presence(alice, bob_name)).to_be_visible(timeout=WAIT_MS)
     send(alice, "soon deleted")
+    # posted one after the other (two requests in flight could reach channelstream either way)
+    expect(channel_message(alice, alice_name, "soon deleted")).to_be_visible(timeout=WAIT_MS)
     send(alice, "soon edited")
     expect(texts(bob)).to_have_text(["soon deleted", "soon edited"], timeout=WAIT_MS)
     old_bob = connection_id(bob)
