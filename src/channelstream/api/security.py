@@ -27,6 +27,7 @@ from pyramid.security import Allowed, Denied
 
 from channelstream.broker import AdminSessionStore
 from channelstream.exceptions import BadSignature
+from channelstream.logs import CLIENT_ADDRESS_KEY
 from channelstream.settings import IPNetwork, Settings
 from channelstream.signature import SignatureChecker
 
@@ -182,14 +183,20 @@ class ChannelstreamSecurityPolicy:
         if permission in (ADMIN_PERMISSION, METRICS_PERMISSION) and self.identity(request):
             return Allowed("admin session")
         if permission == METRICS_PERMISSION:
-            address = client_address(request, self.settings.trusted_proxies)
+            address = self.caller(request)
             if _in_networks(_parse_ip(address), self.settings.metrics_allow_from):
                 return Allowed("address in metrics_allow_from")
         return self.api_access(request)
 
+    def caller(self, request: Request) -> str:
+        """The caller's address, as the HTTP edge tween resolved it for the access line
+        (resolved here when the tween did not run, e.g. a request built in a test)."""
+        resolved = request.environ.get(CLIENT_ADDRESS_KEY)
+        return resolved or client_address(request, self.settings.trusted_proxies)
+
     def api_access(self, request: Request) -> Allowed | Denied:
         """Check a server API call; raises BadSignature for a present but invalid token."""
-        address = client_address(request, self.settings.trusted_proxies)
+        address = self.caller(request)
         if not _in_networks(_parse_ip(address), self.settings.allow_posting_from):
             return Denied(f"Address {address} is not allowed to call the API")
         token = request_token(request)
