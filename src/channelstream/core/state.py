@@ -518,7 +518,13 @@ class State:
                 channel.config = channel.config.merged(changes)
                 channel.last_active = now
                 self._trim_history(channel)
-                self._trim_frames(channel.frames, channel.config.catchup_size, channel)
+                # a channel that stops keeping frames drops those it kept: a frame lost
+                # later must never sit behind a frame catchup still gives (a gap covers
+                # only what comes before the catchup that follows it)
+                keeps = channel.config.store_frames and channel.config.catchup_size > 0
+                self._trim_frames(
+                    channel.frames, channel.config.catchup_size if keeps else 0, channel
+                )
                 self._expire(channel, now)
         return list(configs)
 

@@ -134,7 +134,9 @@ class RecoveryMachine(RuleBasedStateMachine):
             )
         )
         self.browser.conn_id = conn_id
-        self.browser.epoch = self.browser.epoch or self.state.epoch
+        if self.browser.epoch != self.state.epoch:  # as the JS client reads a connect answer:
+            self.browser.epoch = self.state.epoch  # a new server state, whose seqs start anew
+            self.browser.position = 0
         self._start_listening(self.apply(Attach(conn_id=conn_id, node="n1")))
 
     # ------------------------------------------------------------------ rules
