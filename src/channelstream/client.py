@@ -16,9 +16,19 @@ Each call is signed for the path it calls (`sign(secret, "/connect")`). Connecti
         ├── NotFoundError (404)          ├── PayloadTooLargeError (413)
         ├── ValidationError (422)        └── UnavailableError (503)
 
+Webhooks go the other way: the server POSTs signed event batches to the web app, which checks
+them with the client, no request made (`webhook_secret` defaults to `secret`, as on the server):
+
+    events = client.verify_webhook(request.body, request.headers.get("X-Channelstream-Signature"))
+
+It raises `WebhookSignatureError` (a `ChannelstreamException`, not a `ChannelstreamError`:
+no server answered) for a missing, malformed or forged signature, a stale timestamp or a body
+that is not a batch; answer that with a 4xx.
+
 In a Pyramid app, `config.include("channelstream.client")` builds one client from the settings
-`channelstream.url`, `channelstream.secret` and optionally `channelstream.timeout` (seconds),
-and adds `request.channelstream`.
+`channelstream.url`, `channelstream.secret` and optionally `channelstream.timeout` (seconds)
+and `channelstream.webhook_secret`, and adds `request.channelstream` and
+`request.verify_channelstream_webhook(tolerance=300)`.
 """
 
 from __future__ import annotations
@@ -34,9 +44,10 @@ from urllib.parse import urlsplit
 import jwt
 import urllib3
 
-from channelstream import encoding
-from channelstream.exceptions import ChannelstreamException
+from channelstream import encoding, webhook_signature
+from channelstream.exceptions import ChannelstreamException, WebhookSignatureError
 from channelstream.signature import sign
+from channelstream.webhook_signature import SIGNATURE_HEADER
 
 __all__ = [
     "BadRequestError",
@@ -51,6 +62,7 @@ __all__ = [
     "SignatureError",
     "UnavailableError",
     "ValidationError",
+    "WebhookSignatureError",
     "includeme",
 ]
 
@@ -59,7 +71,8 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class ChannelstreamError(ChannelstreamException):
-    """Base of every error this client raises."""
+    """Base of every error a call to the server raises (`verify_webhook`, which calls
+    nothing, raises `WebhookSignatureError`)."""
 
 
 class ChannelstreamConnectionError(ChannelstreamError):
@@ -150,6 +163,8 @@ class ChannelstreamClient:
     timeout: seconds to connect and, separately, to wait for an answer.
     maxsize: connections kept open to the server (more may open under load; the extra ones
         are closed after use).
+    webhook_secret: the server's `webhook_secret`, which `verify_webhook` checks webhook
+        requests with; None (or empty) means `secret`, as on the server.
     """
 
     def __init__(
@@ -159,6 +174,7 @@ class ChannelstreamClient:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         maxsize: int = 10,
+        webhook_secret: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -166,6 +182,7 @@ class ChannelstreamClient:
         self.base_url = base_url.rstrip("/")
         self._path_prefix = parts.path.rstrip("/")
         self.secret = secret
+        self.webhook_secret = webhook_secret or secret
         self.timeout = timeout
         # No retries after a request was sent (a POST /message must not be posted twice);
         # a refused connection is retried once (e.g. a pooled connection the server closed).
@@ -487,6 +504,25 @@ class ChannelstreamClient:
         accepted = self.delete_messages([item])
         return accepted[0] if accepted else item
 
+    # ------------------------------------------------------------------ webhooks
+
+    def verify_webhook(
+        self,
+        body: bytes | str,
+        signature_header: str | None,
+        tolerance: float = webhook_signature.DEFAULT_TOLERANCE,
+    ) -> list[dict[str, Any]]:
+        """The events of a webhook request the server sent, once verified; no request made.
+
+        `body` is the raw request body, as received (verify before parsing: the signature
+        covers the bytes), `signature_header` the `X-Channelstream-Signature` header's value
+        (None when absent). A signature more than `tolerance` seconds from this machine's
+        clock is refused as a replay. Raises WebhookSignatureError saying what failed.
+        Deduplicate by each event's `id`: delivery is at least once."""
+        return webhook_signature.verify_webhook(
+            self.webhook_secret, body, signature_header, tolerance=tolerance
+        )
+
     # ------------------------------------------------------------------ admin
 
     def admin_info(self) -> dict[str, Any]:
@@ -500,23 +536,41 @@ class ChannelstreamClient:
 
 def client_from_settings(settings: Mapping[str, Any]) -> ChannelstreamClient:
     """A client from a Pyramid app's settings: `channelstream.url` (required),
-    `channelstream.secret` (required), `channelstream.timeout` (seconds, optional)."""
+    `channelstream.secret` (required), `channelstream.timeout` (seconds, optional),
+    `channelstream.webhook_secret` (optional; default: `channelstream.secret`)."""
     missing = [
         key for key in ("channelstream.url", "channelstream.secret") if not settings.get(key)
     ]
     if missing:
         raise ValueError(f"channelstream.client needs the settings {', '.join(missing)}")
     timeout = float(settings.get("channelstream.timeout") or DEFAULT_TIMEOUT)
+    webhook_secret = settings.get("channelstream.webhook_secret")
     return ChannelstreamClient(
-        str(settings["channelstream.url"]), str(settings["channelstream.secret"]), timeout
+        str(settings["channelstream.url"]),
+        str(settings["channelstream.secret"]),
+        timeout,
+        webhook_secret=str(webhook_secret) if webhook_secret else None,
+    )
+
+
+def _verify_channelstream_webhook(
+    request: Any, tolerance: float = webhook_signature.DEFAULT_TOLERANCE
+) -> list[dict[str, Any]]:
+    """`request.verify_channelstream_webhook()`: the events of this request, read from its raw
+    body and its `X-Channelstream-Signature` header; raises WebhookSignatureError."""
+    client: ChannelstreamClient = request.registry.channelstream_client
+    return client.verify_webhook(
+        request.body, request.headers.get(SIGNATURE_HEADER), tolerance=tolerance
     )
 
 
 def includeme(config: Any) -> None:
     """`config.include("channelstream.client")`: one shared client as `request.channelstream`
-    (also `config.registry.channelstream_client`)."""
+    (also `config.registry.channelstream_client`), and
+    `request.verify_channelstream_webhook(tolerance=300)` for webhook views."""
     client = client_from_settings(config.get_settings())
     config.registry.channelstream_client = client
     config.add_request_method(
         lambda request: request.registry.channelstream_client, "channelstream", reify=True
     )
+    config.add_request_method(_verify_channelstream_webhook, "verify_channelstream_webhook")

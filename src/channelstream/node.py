@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from channelstream import encoding
 from channelstream.broker import Broker, BrokerUnavailable, build_broker
 from channelstream.close_codes import CloseCode
 from channelstream.core.commands import (
+    AcknowledgeWebhooks,
     Applied,
     Attach,
     CollectGarbage,
@@ -59,8 +61,10 @@ from channelstream.core.state import (
     MessagesOutcome,
     State,
 )
+from channelstream.core.webhooks import WebhookEvent
 from channelstream.settings import Settings
 from channelstream.transport.outbox import Outbox
+from channelstream.webhooks import WebhookCounters, WebhookSender, displayed_url
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,21 @@ def paced_chunks(items: Sequence[Chunked]) -> Iterator[tuple[int, Sequence[Chunk
         yield start, items[start : start + BATCH_CHUNK]
 
 
+@dataclass(frozen=True)
+class WebhookStatus:
+    """Webhooks as this node sees them. The queue is the cluster's (the same on every
+    node); `counters` are this node's sender's, which sends only while it leads."""
+
+    url: str  # without user info or query
+    sending: bool
+    queue_length: int
+    queue_max: int
+    queued: int  # events queued since this node started (or restored a snapshot)
+    overflowed: int  # events dropped because the queue was full, as for `queued`
+    last_delivered_at: datetime | None  # by whichever node sent them
+    counters: WebhookCounters
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -114,6 +133,8 @@ class Node:
             max_connections=settings.max_connections,
             max_connections_per_user=settings.max_connections_per_user,
             channel_namespaces=settings.channel_namespaces,
+            webhook_events=frozenset(settings.webhook_events if settings.webhook_url else ()),
+            webhook_queue_max=settings.webhook_queue_max,
         )
         self.state = State(self.limits)
         self.broker: Broker = broker or build_broker(
@@ -138,6 +159,20 @@ class Node:
         self.draining = False  # set when the process stops: /ready answers 503
         # why this replica stopped following the cluster (an operation it cannot read)
         self.unsupported: str | None = None
+        self.webhooks: WebhookSender | None = None
+        if settings.webhook_url:
+            self.webhooks = WebhookSender(
+                self,
+                url=settings.webhook_url,
+                secret=settings.webhook_secret,
+                timeout=settings.webhook_timeout,
+                batch_max=settings.webhook_batch_max,
+                retry_for=settings.webhook_retry_for,
+                clock=clock,
+            )
+        # the queue's overflow count when it last had room, and whether it is full now
+        self._webhook_overflow_mark = 0
+        self._webhook_overflowing = False
         self.broker.start(self._apply, self._restore)
 
     # ------------------------------------------------------------------ lifecycle
@@ -149,12 +184,16 @@ class Node:
                 gevent.spawn(self._every, self.settings.heartbeat_interval, self.send_heartbeats),
                 gevent.spawn(self._every, CHORES_INTERVAL_SECONDS, self.run_chores),
             ]
+            if self.webhooks is not None:
+                self.webhooks.start()
 
     def stop(self) -> None:
         """Stop the loops and close every listener with 1001 (going away)."""
         self.draining = True
         gevent.killall(self._loops)
         self._loops = []
+        if self.webhooks is not None:
+            self.webhooks.stop()
         gevent.killall([timer for _, timer in self._expiries.values()], block=False)
         self._expiries.clear()
         self.close_listeners()
@@ -263,6 +302,11 @@ class Node:
                 self._close_forgotten_listeners(applied.result)
         for delivery in applied.deliveries:
             self._deliver(delivery)
+        webhook_queue = self.state.webhooks
+        if webhook_queue.pending and self.webhooks is not None:
+            self.webhooks.wake()
+        if webhook_queue.overflowed != self._webhook_overflow_mark:
+            self._watch_webhook_overflow()
         if isinstance(applied.result, GarbageOutcome) and applied.result.absent:
             log.info(
                 "%s: %d connections without a listener for presence_grace: absent (%s)",
@@ -281,6 +325,26 @@ class Node:
             waiter = self._waiting.get(command.id)
             if waiter is not None:
                 waiter.set(applied)
+
+    def _watch_webhook_overflow(self) -> None:
+        """Log once when the webhook queue overflows (new events are dropped from then on)
+        and once when it has room again, with the count: never a line per dropped event."""
+        queue = self.state.webhooks
+        if not self._webhook_overflowing:
+            if queue.overflowed > self._webhook_overflow_mark:
+                self._webhook_overflowing = True
+                log.error(
+                    "webhook queue full (%d events, webhook_queue_max): new events are "
+                    "dropped until the receiver catches up",
+                    queue.max_events,
+                )
+        elif len(queue.pending) < queue.max_events:
+            log.warning(
+                "webhook queue has room again: %d events were dropped while it was full",
+                queue.overflowed - self._webhook_overflow_mark,
+            )
+            self._webhook_overflow_mark = queue.overflowed
+            self._webhook_overflowing = False
 
     def _refuse_unsupported(self, command: Command, operation: Unsupported) -> None:
         """An operation from another node that this one cannot read: apply none of it, and
@@ -312,6 +376,8 @@ class Node:
     def _restore(self, data: Any) -> None:
         """Start from a cluster snapshot (a node joining a running cluster)."""
         self.state = state_from_data(data, State(self.limits))
+        self._webhook_overflow_mark = 0
+        self._webhook_overflowing = False
         log.info(
             "state restored from snapshot: %d channels, %d users, %d connections",
             len(self.state.channels),
@@ -442,6 +508,33 @@ class Node:
 
     def connections(self) -> list[Connection]:
         return self.state.connections_by_user()
+
+    def sends_webhooks(self) -> bool:
+        """Whether this node sends the cluster's webhook events now: the one that leads
+        (GC, dead nodes, snapshots), while it follows the cluster."""
+        return self.unsupported is None and self.broker.is_leader()
+
+    def pending_webhooks(self, limit: int) -> list[WebhookEvent]:
+        return self.state.webhooks.head(limit)
+
+    def acknowledge_webhooks(self, up_to: int, delivered: bool) -> None:
+        self.submit(AcknowledgeWebhooks(up_to=up_to, delivered=delivered))
+
+    def webhook_status(self) -> WebhookStatus | None:
+        """For the admin panel and metrics; None when webhooks are off."""
+        if self.webhooks is None:
+            return None
+        queue = self.state.webhooks
+        return WebhookStatus(
+            url=displayed_url(self.webhooks.url),
+            sending=self.sends_webhooks(),
+            queue_length=len(queue.pending),
+            queue_max=queue.max_events,
+            queued=queue.queued,
+            overflowed=queue.overflowed,
+            last_delivered_at=queue.last_delivered_at,
+            counters=self.webhooks.counters,
+        )
 
     def broker_stats(self) -> dict[str, Any]:
         """The broker's own figures (`errors`: failed broker operations, if it counts them)."""

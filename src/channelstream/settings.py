@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, ValidationError
 
 from channelstream.core.model import ChannelConfigChanges
+from channelstream.core.webhooks import EVENT_NAMES
 from channelstream.exceptions import ChannelstreamException
 
 ENV_PREFIX = "CHANNELSTREAM_"
@@ -43,6 +44,7 @@ PLACEHOLDER_PREFIX = "CHANGE-ME"
 BUILT_IN_DEFAULT = "the built-in default"
 
 APP_SETTINGS_PREFIX = "channelstream."
+MAX_WEBHOOK_BATCH = 10_000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -150,6 +152,36 @@ def parse_channel_namespaces(raw: Any) -> dict[str, ChannelConfigChanges]:
                 f"namespace {prefix!r}: {json.dumps(error.messages, sort_keys=True)}"
             ) from None
     return namespaces
+
+
+def parse_webhook_url(raw: Any) -> str:
+    """Empty (off), or an http(s) URL with a host."""
+    text = str(raw).strip()
+    if not text:
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {raw!r}")
+    return text
+
+
+def parse_webhook_events(raw: Any) -> tuple[str, ...]:
+    """Event names (empty: every event), each one of `EVENT_NAMES`."""
+    names = parse_list(raw)
+    unknown = [name for name in names if name not in EVENT_NAMES]
+    if unknown:
+        raise ValueError(
+            f"expected webhook event names ({', '.join(EVENT_NAMES)}), got {raw!r} "
+            f"(unknown: {', '.join(unknown)})"
+        )
+    return names or EVENT_NAMES
+
+
+def parse_webhook_batch_max(raw: Any) -> int:
+    value = parse_positive_int(raw)
+    if value > MAX_WEBHOOK_BATCH:
+        raise ValueError(f"expected at most {MAX_WEBHOOK_BATCH}, got {raw!r}")
+    return value
 
 
 def parse_non_negative_int(raw: Any) -> int:
@@ -514,6 +546,56 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "Seconds after which a node that stopped announcing itself (killed, cut off) is taken "
         "for dead: its connections end and their users part.",
     ),
+    Setting(
+        "webhook_url",
+        "",
+        parse_webhook_url,
+        "http(s) URL the webhook events are POSTed to (README, Webhooks). Empty: webhooks "
+        "are off. Every node of a cluster must have the same webhook settings.",
+        example="http://127.0.0.1:6543/channelstream-events",
+    ),
+    Setting(
+        "webhook_secret",
+        "",
+        parse_str,
+        "Key of the X-Channelstream-Signature HMAC of webhook requests. Empty: `secret`. "
+        "The _FILE variable names a file holding it.",
+        secret=True,
+    ),
+    Setting(
+        "webhook_events",
+        "",
+        parse_webhook_events,
+        "Webhook events sent (comma separated, from: " + ", ".join(EVENT_NAMES) + "). "
+        "Empty: all of them.",
+    ),
+    Setting(
+        "webhook_timeout",
+        "5",
+        parse_positive_float,
+        "Seconds a webhook request may take, all of it (connect, send, answer); longer is a "
+        "failure, retried.",
+    ),
+    Setting(
+        "webhook_batch_max",
+        "100",
+        parse_webhook_batch_max,
+        "Most events in one webhook request (1-10000).",
+    ),
+    Setting(
+        "webhook_retry_for",
+        "3600",
+        parse_positive_float,
+        "Seconds a failing batch is retried (backoff from 1 s doubling to 60 s, with jitter) "
+        "before it is dropped, counted and logged.",
+    ),
+    Setting(
+        "webhook_queue_max",
+        "100000",
+        parse_positive_int,
+        "Most webhook events waiting to be sent; beyond it new events are dropped, counted "
+        "and logged (message delivery is never slowed).",
+    ),
 )
 
 MAX_PRESENCE_GRACE = 5.0  # seconds: a closed tab parts about as soon as in 0.7.1
@@ -713,6 +795,13 @@ class Settings:
     broker: str
     redis_prefix: str
     presence_ttl: float
+    webhook_url: str
+    webhook_secret: str
+    webhook_events: tuple[str, ...]
+    webhook_timeout: float
+    webhook_batch_max: int
+    webhook_retry_for: float
+    webhook_queue_max: int
     start_warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
@@ -750,6 +839,8 @@ class Settings:
             parsed[setting.name] = _parsed(setting, raw)
         if not parsed["cookie_secret"]:
             parsed["cookie_secret"] = uuid.uuid4().hex
+        if not parsed["webhook_secret"]:
+            parsed["webhook_secret"] = parsed["secret"]
         if "allow_posting_from" in given and not parse_list(given["allow_posting_from"].value):
             warnings.append(ANY_ADDRESS_WARNING)
         if "presence_grace" not in given:  # the default never outlives the connection

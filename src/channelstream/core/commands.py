@@ -46,6 +46,7 @@ from channelstream.core.state import (
     UsersDisconnectOutcome,
     UserStateOutcome,
 )
+from channelstream.core.webhooks import REASON_EXPIRED
 
 ID_NAMESPACE = uuid.UUID("6f1d6d3e-2a54-4a55-9c1b-5f0b8a7c0c11")
 WIRE_VERSION = 1
@@ -184,7 +185,7 @@ class ExpireConnection(Operation[Outcome | None]):
     conn_id: str
 
     def apply(self, state: State, now: datetime, ids: IdSource) -> Outcome | None:
-        return state.disconnect(self.conn_id, now, ids)
+        return state.disconnect(self.conn_id, now, ids, reason=REASON_EXPIRED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,6 +269,20 @@ class ForgetNode(Operation[GarbageOutcome]):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AcknowledgeWebhooks(Operation[int]):
+    """The sending node is done with the webhook events numbered up to `up_to`: the
+    receiver answered 2xx (`delivered`), or they were given up on after webhook_retry_for.
+    Every replica drops them; the result is how many."""
+
+    type: ClassVar[str] = "acknowledge_webhooks"
+    up_to: int
+    delivered: bool = True
+
+    def apply(self, state: State, now: datetime, ids: IdSource) -> int:
+        return state.acknowledge_webhooks(self.up_to, now, self.delivered)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Unsupported(Operation[None]):
     """What a node read in place of an operation it does not understand: never applied."""
 
@@ -300,6 +315,7 @@ OPERATIONS: dict[str, type[Operation[Any]]] = {
         CollectGarbage,
         ForgetNode,
         StartEpoch,
+        AcknowledgeWebhooks,
     )
 }
 

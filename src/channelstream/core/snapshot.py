@@ -24,6 +24,7 @@ from channelstream.core.model import (
     User,
 )
 from channelstream.core.state import State
+from channelstream.core.webhooks import WebhookEvent
 
 
 def _stored(stored: StoredFrame) -> dict[str, Any]:
@@ -53,6 +54,11 @@ def state_to_data(state: State) -> dict[str, Any]:
             {"key": key, "expires": record.expires, "accepted": record.accepted}
             for key, record in state.idempotency.items()
         ],
+        "webhooks": {
+            "next_number": state.webhooks.next_number,
+            "last_delivered_at": state.webhooks.last_delivered_at,
+            "pending": [{"number": e.number, **e.body()} for e in state.webhooks.pending],
+        },
         "stats": {
             "total_messages": state.stats.total_messages,
             "total_unique_messages": state.stats.total_unique_messages,
@@ -128,6 +134,23 @@ def state_from_data(data: dict[str, Any], state: State) -> State:
         item["key"]: IdempotencyRecord(_time(item["expires"]), copy.deepcopy(item["accepted"]))
         for item in data.get("idempotency", [])
     }
+    webhooks = data.get("webhooks") or {}
+    state.webhooks.pending.clear()
+    for item in webhooks.get("pending", []):  # kept even over webhook_queue_max: never lost
+        state.webhooks.pending.append(
+            WebhookEvent(
+                number=int(item["number"]),
+                id=str(item["id"]),
+                name=str(item["name"]),
+                time=_time(item["time"]),
+                user=item.get("user"),
+                channel=item.get("channel"),
+                conn_id=item.get("conn_id"),
+                reason=item.get("reason"),
+            )
+        )
+    state.webhooks.next_number = int(webhooks.get("next_number", 1))
+    state.webhooks.last_delivered_at = _optional_time(webhooks.get("last_delivered_at"))
     state.stats.total_messages = data["stats"]["total_messages"]
     state.stats.total_unique_messages = data["stats"]["total_unique_messages"]
     shared: dict[int, dict[str, Any]] = {}  # seq -> frame, across channels and users

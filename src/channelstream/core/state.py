@@ -46,6 +46,14 @@ from channelstream.core.model import (
     Totals,
     User,
 )
+from channelstream.core.webhooks import (
+    REASON_DISCONNECT,
+    REASON_GC,
+    REASON_NODE_LOST,
+    REASON_USER_DISCONNECT,
+    WebhookEvent,
+    WebhookQueue,
+)
 
 EDITABLE_KEYS = ("uuid", "timestamp", "user", "message", "edited")
 
@@ -60,6 +68,9 @@ class Limits:
     max_connections_per_user: int = 0  # 0: no limit
     # channel-name prefix (before the first ":") -> the config a new channel starts from
     channel_namespaces: Mapping[str, ChannelConfigChanges] = field(default_factory=dict)
+    # the webhook events made (empty: webhooks are off) and how many may wait unsent
+    webhook_events: frozenset[str] = frozenset()
+    webhook_queue_max: int = 100_000
 
     def new_channel_config(self, name: str, changes: ChannelConfigChanges | None) -> ChannelConfig:
         """The config of a channel created now: its namespace's defaults, if its name has
@@ -162,6 +173,8 @@ class State:
         # the newest seq a collected channel or user held: one made anew under that name may
         # have lost frames a recovering client missed, so it starts with lost_up_to there
         self.collected_up_to = 0
+        # webhook events not yet acknowledged by the node that sends them (core.webhooks)
+        self.webhooks = WebhookQueue(self.limits.webhook_events, self.limits.webhook_queue_max)
 
     # ------------------------------------------------------------------ connections
 
@@ -204,6 +217,8 @@ class State:
         user.last_active = now
 
         if connection is None:
+            if not self._user_present(username):
+                self._event("user_online", now, ids, user=username)
             connection = Connection(
                 conn_id=conn_id,
                 username=username,
@@ -270,13 +285,20 @@ class State:
         connection.last_active = now
         return outcome
 
-    def disconnect(self, conn_id: str, now: datetime, ids: IdSource = new_uuid) -> Outcome | None:
-        """Remove a connection at once (fix F17); None when it does not exist."""
+    def disconnect(
+        self,
+        conn_id: str,
+        now: datetime,
+        ids: IdSource = new_uuid,
+        reason: str = REASON_DISCONNECT,
+    ) -> Outcome | None:
+        """Remove a connection at once (fix F17); None when it does not exist. `reason`:
+        what the webhook events say ended it."""
         connection = self.connections.get(conn_id)
         if connection is None:
             return None
         outcome = Outcome()
-        self._drop_connection(connection, now, outcome, ids)
+        self._drop_connection(connection, now, outcome, ids, reason)
         return outcome
 
     def disconnect_users(
@@ -289,7 +311,8 @@ class State:
             user = self.users.get(username)
             conn_ids = list(user.connections) if user is not None else []
             for conn_id in conn_ids:
-                self._drop_connection(self.connections[conn_id], now, outcome, ids)
+                connection = self.connections[conn_id]
+                self._drop_connection(connection, now, outcome, ids, REASON_USER_DISCONNECT)
             outcome.ended[username] = conn_ids
         return outcome
 
@@ -347,7 +370,7 @@ class State:
                 continue
             connection.listeners = max(0, connection.listeners - lost)
             if connection.listeners == 0:
-                self._drop_connection(connection, now, outcome, ids)
+                self._drop_connection(connection, now, outcome, ids, REASON_NODE_LOST)
                 outcome.connections.append(connection.conn_id)
         return outcome
 
@@ -682,7 +705,7 @@ class State:
         for connection in list(self.connections.values()):
             idle = (now - connection.last_active).total_seconds()
             if connection.listeners == 0 and idle > connections_after:
-                self._drop_connection(connection, now, outcome, ids)
+                self._drop_connection(connection, now, outcome, ids, REASON_GC)
                 outcome.connections.append(connection.conn_id)
             elif (
                 presence_grace is not None
@@ -846,7 +869,11 @@ class State:
         """Count the connection among the channel's members; "joined" if its user was not."""
         username = connection.username
         first_of_user = username not in channel.members
+        if not channel.members:
+            self._event("channel_occupied", now, ids, channel=channel.name)
         channel.members.setdefault(username, {})[connection.conn_id] = None
+        if first_of_user:
+            self._event("member_added", now, ids, channel=channel.name, user=username)
         if first_of_user and channel.config.notify_presence:
             outcome.deliveries.append(self._presence(channel, username, "joined", now, ids))
 
@@ -877,8 +904,11 @@ class State:
         conns.pop(connection.conn_id, None)
         if not conns:
             del channel.members[username]
+            self._event("member_removed", now, ids, channel=channel.name, user=username)
             if channel.config.notify_presence:
                 outcome.deliveries.append(self._presence(channel, username, "parted", now, ids))
+            if not channel.members:
+                self._event("channel_vacated", now, ids, channel=channel.name)
 
     def _make_absent(
         self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource
@@ -890,10 +920,14 @@ class State:
             channel = self.channels.get(name)
             if channel is not None:
                 self._remove_member(channel, connection, now, outcome, ids)
+        if not self._user_present(connection.username):
+            self._event("user_offline", now, ids, user=connection.username, reason=REASON_GC)
 
     def _make_present(
         self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource
     ) -> None:
+        if not self._user_present(connection.username):
+            self._event("user_online", now, ids, user=connection.username)
         connection.present = True
         for name in connection.channels:
             channel = self.channels.get(name)
@@ -902,15 +936,52 @@ class State:
                 self._add_member(channel, connection, now, outcome, ids)
 
     def _drop_connection(
-        self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource
+        self, connection: Connection, now: datetime, outcome: Outcome, ids: IdSource, reason: str
     ) -> None:
+        """End a connection: it leaves its channels, then `connection_closed`, then
+        `user_offline` if it was its user's last present one (API.md §4.5's order)."""
+        username = connection.username
         for name in list(connection.channels):
             self._leave(connection, name, now, outcome, ids)
-        user = self.users.get(connection.username)
+        user = self.users.get(username)
         if user is not None:
             user.connections.pop(connection.conn_id, None)
             user.last_active = now
         self.connections.pop(connection.conn_id, None)
+        conn_id = connection.conn_id
+        self._event("connection_closed", now, ids, conn_id=conn_id, user=username, reason=reason)
+        if connection.present and not self._user_present(username):
+            self._event("user_offline", now, ids, user=username, reason=reason)
+
+    def _user_present(self, username: str) -> bool:
+        """Whether the user holds a present connection: online, for webhooks."""
+        user = self.users.get(username)
+        return user is not None and any(
+            self.connections[conn_id].present for conn_id in user.connections
+        )
+
+    def _event(
+        self,
+        name: str,
+        now: datetime,
+        ids: IdSource,
+        *,
+        user: str | None = None,
+        channel: str | None = None,
+        conn_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Queue a webhook event, if webhooks want it (see core.webhooks)."""
+        queue = self.webhooks
+        if not queue.wants(name):
+            return
+        event = WebhookEvent(queue.next_number, ids(), name, now, user, channel, conn_id, reason)
+        queue.add(event)
+
+    def acknowledge_webhooks(self, up_to: int, now: datetime, delivered: bool) -> int:
+        """The sender is done with the events numbered up to `up_to` (the receiver took
+        them, or they were given up on): drop them on this replica; how many."""
+        return self.webhooks.acknowledge(up_to, now, delivered)
 
     def _presence(
         self, channel: Channel, username: str, action: str, now: datetime, ids: IdSource

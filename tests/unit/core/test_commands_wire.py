@@ -13,6 +13,7 @@ import pytest
 from channelstream.core.commands import (
     OPERATIONS,
     WIRE_VERSION,
+    AcknowledgeWebhooks,
     Attach,
     CollectGarbage,
     Command,
@@ -75,6 +76,8 @@ EXAMPLES: list[Operation[Any]] = [
     # added with users as a whole (issue 13)
     DisconnectUsers(usernames=("alice", "bob"), reason="logout"),
     ExpireConnection(conn_id="c1"),
+    # added with webhooks (issue 12)
+    AcknowledgeWebhooks(up_to=12, delivered=False),
 ]
 
 
