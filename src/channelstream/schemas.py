@@ -667,6 +667,31 @@ class AdminConnectionSchema(BaseSchema):
     )
 
 
+class AdminWebhooksSchema(BaseSchema):
+    """Webhooks as this node sees them: the queue is the cluster's, the rest this node's."""
+
+    url = fields.String(
+        required=True, metadata={"description": "webhook_url without user info or query"}
+    )
+    sending = fields.Boolean(
+        required=True, metadata={"description": "Whether this node sends (the leader)"}
+    )
+    queue_length = fields.Integer(required=True)
+    queue_max = fields.Integer(required=True)
+    overflowed = fields.Integer(
+        required=True, metadata={"description": "Events dropped for a full queue"}
+    )
+    last_delivered_at = server_time(
+        required=True, allow_none=True, metadata={"description": "By whichever node sent"}
+    )
+    events_sent = fields.Integer(required=True, metadata={"description": "By this node"})
+    events_dropped = fields.Integer(
+        required=True, metadata={"description": "By this node, after webhook_retry_for"}
+    )
+    last_error = fields.String(required=True, allow_none=True)
+    last_error_at = server_time(required=True, allow_none=True)
+
+
 class AdminInfoSchema(BaseSchema):
     """`/admin/admin.json`: 0.7.1's keys, plus figures of this server."""
 
@@ -705,6 +730,12 @@ class AdminInfoSchema(BaseSchema):
     node_id = fields.String(required=True)
     broker = fields.Dict(required=True, metadata={"description": "The broker's own figures"})
     connections = fields.List(fields.Nested(AdminConnectionSchema), required=True)
+    webhooks = fields.Nested(
+        AdminWebhooksSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "null while webhooks are off (no webhook_url)"},
+    )
 
 
 class AdminDisconnectResponseSchema(BaseSchema):

@@ -40,6 +40,7 @@ ADDED_KEYS = {
     "node_id",
     "broker",
     "connections",
+    "webhooks",
 }
 
 

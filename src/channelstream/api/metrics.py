@@ -7,10 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from channelstream.node import Node
+from channelstream.webhooks import LATENCY_BUCKETS, WebhookCounters
 
 TRANSPORTS = ("ws", "sse", "poll")
 
@@ -77,6 +83,58 @@ class NodeCollector(Collector):
             "1 while GET /ready answers 200; 0 while draining, the broker is unreachable or "
             "the node met a command it does not understand",
             value=1 if node.ready else 0,
+        )
+        yield from self.webhook_metrics()
+
+    def webhook_metrics(self) -> Iterator[Metric]:
+        """Zero while webhooks are off. The queue's figures are the cluster's, the same on
+        every node (take max() across nodes, not sum()); the sender's are this node's."""
+        status = self.node.webhook_status()
+        counters = status.counters if status is not None else WebhookCounters()
+        queue_length = status.queue_length if status is not None else 0
+        yield GaugeMetricFamily(
+            "channelstream_webhook_queue_length",
+            "Webhook events waiting to be sent (the cluster's queue)",
+            value=queue_length,
+        )
+        yield GaugeMetricFamily(
+            "channelstream_webhook_sending",
+            "1 on the node that sends the cluster's webhooks (the leader), else 0",
+            value=1 if status is not None and status.sending else 0,
+        )
+        yield CounterMetricFamily(
+            "channelstream_webhook_events_queued",
+            "Webhook events queued (the cluster's, as this node applied them)",
+            value=status.queued if status is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "channelstream_webhook_events_overflowed",
+            "Webhook events dropped because webhook_queue_max was reached (the cluster's)",
+            value=status.overflowed if status is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "channelstream_webhook_events_sent",
+            "This node: webhook events the receiver took (answered 2xx)",
+            value=counters.events_sent,
+        )
+        yield CounterMetricFamily(
+            "channelstream_webhook_requests_failed",
+            "This node: webhook requests that failed (status not 2xx, timeout, refused); each "
+            "is retried until webhook_retry_for",
+            value=counters.requests_failed,
+        )
+        yield CounterMetricFamily(
+            "channelstream_webhook_events_dropped",
+            "This node: webhook events given up on after webhook_retry_for",
+            value=counters.events_dropped,
+        )
+        buckets = counters.latency_buckets or dict.fromkeys(LATENCY_BUCKETS, 0)
+        yield HistogramMetricFamily(
+            "channelstream_webhook_request_seconds",
+            "This node: duration of webhook requests, answered or not",
+            buckets=[(str(bound), count) for bound, count in buckets.items()]
+            + [("+Inf", counters.latency_count)],
+            sum_value=counters.latency_sum,
         )
 
 

@@ -197,6 +197,18 @@ ADMIN_EXAMPLE = {
             "listeners": 1,
         }
     ],
+    "webhooks": {
+        "url": "https://app.example.com/channelstream/webhook",
+        "sending": True,
+        "queue_length": 0,
+        "queue_max": 100000,
+        "overflowed": 0,
+        "last_delivered_at": LATER,
+        "events_sent": 42,
+        "events_dropped": 0,
+        "last_error": None,
+        "last_error_at": None,
+    },
 }
 
 

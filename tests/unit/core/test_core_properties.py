@@ -18,7 +18,13 @@ and after every step checks:
   replays only what the connection's user may see;
 - listeners: `listeners == sum(listeners_by_node)`, never negative; GC collects exactly the
   idle connections without listeners (F7, F8);
-- replication: both States end every step with equal data and produced equal results.
+- replication: both States end every step with equal data and produced equal results;
+- webhooks: the step's member_added/member_removed events are exactly its membership changes
+  (so, on notify_presence channels, exactly its joined/parted frames); replaying every event
+  so far gives the members, the occupied channels and the online users the State has; a
+  connection_closed for each connection that ended, with the command's reason; within a
+  step, user_online before that user's member_added, user_offline after their
+  member_removed and connection_closed.
 """
 
 from __future__ import annotations
@@ -37,9 +43,13 @@ from channelstream.core.commands import Applied, Command, apply_command, operati
 from channelstream.core.errors import ConnectionOwnedByOther, UnknownConnection, UnknownUser
 from channelstream.core.model import DELIVERY_KEYS
 from channelstream.core.snapshot import state_to_data
-from channelstream.core.state import Catchup, State
+from channelstream.core.state import Catchup, Limits, State
+from channelstream.core.webhooks import EVENT_NAMES, WebhookEvent
 
 T0 = datetime(2026, 1, 1)
+WEBHOOKS_ON = Limits(webhook_events=frozenset(EVENT_NAMES))
+# the reason a command's connection_closed and user_offline events give
+REASONS = {"disconnect": "disconnect", "forget_node": "node_lost", "collect_garbage": "gc"}
 USERS = ("alice", "bob", "carol")
 GHOST = "ghost"  # never connects: a pm_users/exclude_users name that matches nobody
 CHANNELS = ("x", "y", "z")
@@ -102,8 +112,12 @@ def owners_of(state: State) -> dict[str, str]:
 class CoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.replica = State()
-        self.other = State()
+        self.replica = State(WEBHOOKS_ON)
+        self.other = State(WEBHOOKS_ON)
+        # the world as the webhook events so far tell it
+        self.event_members: set[tuple[str, str]] = set()
+        self.occupied: set[str] = set()
+        self.online: set[str] = set()
         self.now = T0
         self.ids = itertools.count(1)
         self.model: dict[str, ModelConnection] = {}
@@ -119,6 +133,8 @@ class CoreMachine(RuleBasedStateMachine):
         before_members = members_of(state)
         before_configs = {name: c.config for name, c in state.channels.items()}
         owners = owners_of(state)
+        first_event = state.webhooks.next_number
+        connections_before = set(state.connections)
         operation = operation_of(name, args)
         command = Command(operation, self.now, origin="n1", id=f"cmd-{next(self.ids)}")
 
@@ -135,7 +151,76 @@ class CoreMachine(RuleBasedStateMachine):
             assert set(delivery.conn_ids) <= set(owners)
             assert not set(delivery.frame) & set(DELIVERY_KEYS)
         self.check_presence(applied, before_members, before_configs, owners, exact_presence)
+        events = [e for e in state.webhooks.pending if e.number >= first_event]
+        self.check_webhooks(name, events, applied, before_members, connections_before)
         return applied
+
+    def check_webhooks(
+        self,
+        command: str,
+        events: list[WebhookEvent],
+        applied: Applied,
+        before: dict[str, dict[str, set[str]]],
+        connections_before: set[str],
+    ) -> None:
+        state = self.replica
+        after = members_of(state)
+        pairs_before = {(name, user) for name, members in before.items() for user in members}
+        pairs_after = {(name, user) for name, members in after.items() for user in members}
+        added = [(e.channel, e.user) for e in events if e.name == "member_added"]
+        removed = [(e.channel, e.user) for e in events if e.name == "member_removed"]
+        assert set(added) == pairs_after - pairs_before
+        assert set(removed) == pairs_before - pairs_after
+        presence = {
+            (d.frame["channel"], d.frame["user"], d.frame["message"]["action"])
+            for d in applied.deliveries
+            if d.frame["type"] == "presence"
+        }
+        notified = {
+            name
+            for name in set(before) | set(after)
+            if name in state.channels and state.channels[name].config.notify_presence
+        }
+        assert {(c, u, "joined") for c, u in added if c in notified} | {
+            (c, u, "parted") for c, u in removed if c in notified
+        } == presence
+        for position, event in enumerate(events):
+            later = events[position + 1 :]
+            earlier = events[:position]
+            match event.name:
+                case "member_added":
+                    assert (event.channel, event.user) not in self.event_members
+                    self.event_members.add((event.channel, event.user))
+                case "member_removed":
+                    self.event_members.remove((event.channel, event.user))
+                case "channel_occupied":
+                    assert event.channel not in self.occupied
+                    self.occupied.add(event.channel)
+                    assert later and later[0].name == "member_added"
+                case "channel_vacated":
+                    self.occupied.remove(event.channel)
+                    assert earlier and earlier[-1].name == "member_removed"
+                case "user_online":
+                    assert event.user not in self.online
+                    self.online.add(event.user)
+                    assert not any(
+                        e.user == event.user for e in earlier if e.name == "member_added"
+                    )
+                case "user_offline":
+                    self.online.remove(event.user)
+                    assert event.reason == REASONS[command]
+                    assert not any(
+                        e.user == event.user and e.name in ("member_removed", "connection_closed")
+                        for e in later
+                    )
+                case "connection_closed":
+                    assert event.reason == REASONS[command]
+        assert self.event_members == pairs_after
+        assert self.occupied == {name for name, members in after.items() if members}
+        present_users = {c.username for c in state.connections.values() if c.present}
+        assert self.online == present_users
+        closed = {e.conn_id for e in events if e.name == "connection_closed"}
+        assert closed == connections_before - set(state.connections)
 
     def check_presence(
         self,

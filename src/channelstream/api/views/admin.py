@@ -112,6 +112,26 @@ def admin_info(node: Node) -> dict[str, Any]:
             }
             for connection in node.connections()
         ],
+        "webhooks": webhooks_info(node),
+    }
+
+
+def webhooks_info(node: Node) -> dict[str, Any] | None:
+    status = node.webhook_status()
+    if status is None:
+        return None
+    counters = status.counters
+    return {
+        "url": status.url,
+        "sending": status.sending,
+        "queue_length": status.queue_length,
+        "queue_max": status.queue_max,
+        "overflowed": status.overflowed,
+        "last_delivered_at": status.last_delivered_at,
+        "events_sent": counters.events_sent,
+        "events_dropped": counters.events_dropped,
+        "last_error": counters.last_error,
+        "last_error_at": counters.last_error_at,
     }
 
 

@@ -118,6 +118,36 @@ function renderFigures(data) {
   document.getElementById("version").textContent = `version ${data.version} · node ${data.node_id.slice(0, 8)}`;
 }
 
+function when(time) {
+  return time ? new Date(`${time}Z`).toLocaleString() : "never";
+}
+
+// Shown only while webhooks are on (the server sends `webhooks: null` when they are off).
+function renderWebhooks(data) {
+  const webhooks = data.webhooks;
+  document.getElementById("webhooks-section").hidden = !webhooks;
+  if (!webhooks) return;
+  document.getElementById("webhooks-url").textContent = webhooks.url;
+  document.getElementById("webhooks-sender").textContent = webhooks.sending
+    ? "this node sends them (the leader)"
+    : "another node sends them (the leader)";
+  const figures = [
+    ["Waiting", `${webhooks.queue_length} of ${webhooks.queue_max}`, "queue"],
+    ["Last delivered", when(webhooks.last_delivered_at), "last-delivered"],
+    ["Sent (this node)", webhooks.events_sent, "sent"],
+    ["Given up (this node)", webhooks.events_dropped, "dropped"],
+    ["Dropped, queue full", webhooks.overflowed, "overflowed"],
+  ];
+  document.getElementById("webhooks").replaceChildren(
+    ...figures.map(([label, value, key]) =>
+      el("div", { class: "figure" }, el("dt", { text: label }), el("dd", { "data-webhook": key, text: String(value) })),
+    ),
+  );
+  const error = document.getElementById("webhooks-error");
+  error.hidden = !webhooks.last_error;
+  error.textContent = webhooks.last_error ? `Last error (${when(webhooks.last_error_at)}): ${webhooks.last_error}` : "";
+}
+
 function settingsSummary(settings) {
   const on = Object.entries(settings)
     .filter(([key, value]) => value === true && key !== "store_frames")
@@ -315,6 +345,7 @@ async function refresh() {
   }
   state.data = await response.json();
   renderFigures(state.data);
+  renderWebhooks(state.data);
   renderChannels(state.data);
   renderUsers(state.data);
   setStatus(`Updated ${new Date().toLocaleTimeString()} · refreshes every ${REFRESH_SECONDS} s`);
