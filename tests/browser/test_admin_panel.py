@@ -7,9 +7,10 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import SECRET, sign_in
+from tests.browser.conftest import ADMIN_SECRET, ADMIN_USER, SECRET, sign_in
 from tests.e2e.apiclient import ApiClient, WsListener
 from tests.e2e.conftest import RunningServer
+from tests.webhook_receiver import WebhookReceiver
 
 REFRESH_WAIT_MS = 15_000  # the panel refreshes every 5 s
 
@@ -252,3 +253,55 @@ def test_signing_out_ends_the_session(page: Any, server: RunningServer) -> None:
     expect(page).to_have_url(server.base_url + "/admin/sign_in")
     page.goto(server.base_url + "/admin")
     expect(page).to_have_url(server.base_url + "/admin/sign_in")
+
+
+def test_the_webhook_section_shows_the_queue_the_last_error_and_the_last_delivery(
+    page: Any, start_server: Any
+) -> None:
+    receiver = WebhookReceiver(secret=SECRET).start()
+    receiver.answer(500)
+    try:
+        server = start_server(
+            settings={
+                "secret": SECRET,
+                "admin_user": ADMIN_USER,
+                "admin_secret": ADMIN_SECRET,
+                "webhook_url": receiver.url + "?token=hidden",
+            }
+        )
+        api = ApiClient(server.base_url, SECRET)
+        sign_in(page, server)
+        section = page.locator("#webhooks-section")
+        expect(section).to_be_visible()
+        expect(page.locator("#webhooks-url")).to_have_text(receiver.url)
+        expect(page.locator("#webhooks-sender")).to_contain_text("this node sends them")
+
+        conn_id = api.connect("alice", channels=["lobby"])  # 3 events, refused by the receiver
+        # a listener keeps alice present: no more events after presence_grace
+        with WsListener.open(server.ws_url, conn_id):
+            receiver.wait_for_requests(1)
+            expect(page.locator("[data-webhook=queue]")).to_have_text(
+                "3 of 100000", timeout=REFRESH_WAIT_MS
+            )
+            expect(page.locator("#webhooks-error")).to_contain_text(
+                "status 500", timeout=REFRESH_WAIT_MS
+            )
+            expect(page.locator("[data-webhook=last-delivered]")).to_have_text("never")
+
+            receiver.answer(204)  # the next retry (within 2 s) delivers them
+            receiver.wait_for_events(lambda events: len(events) == 3)
+            expect(page.locator("[data-webhook=queue]")).to_have_text(
+                "0 of 100000", timeout=REFRESH_WAIT_MS
+            )
+            expect(page.locator("[data-webhook=sent]")).to_have_text("3")
+            expect(page.locator("[data-webhook=last-delivered]")).not_to_have_text("never")
+    finally:
+        receiver.stop()
+
+
+def test_the_webhook_section_is_hidden_while_webhooks_are_off(
+    page: Any, server: RunningServer
+) -> None:
+    sign_in(page, server)
+    expect(page.locator("#status")).to_contain_text("Updated")
+    expect(page.locator("#webhooks-section")).to_be_hidden()
