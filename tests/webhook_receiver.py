@@ -15,6 +15,7 @@ Waits are on a condition with a timeout, never sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -54,6 +55,7 @@ class WebhookReceiver:
         self._changed = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
@@ -73,20 +75,37 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
+        open_connections = self._connections
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                open_connections.add(request)
+                super().process_request(request, client_address)
+
+            def shutdown_request(self, request: Any) -> None:
+                open_connections.discard(request)
+                super().shutdown_request(request)
+
+        server = Server(("127.0.0.1", self.port), Handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop listening: connections to the port are refused until `start` again."""
+        """Go down: stop listening (connections to the port are refused until `start`
+        again) and cut the kept-alive connections a sender pooled."""
         self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        for connection in list(self._connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        self._connections.clear()
 
     # ------------------------------------------------------------------ behaviour
 

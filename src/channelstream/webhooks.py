@@ -171,51 +171,36 @@ class WebhookSender:
             self._wakeup.clear()
 
     def _send_pending(self) -> None:
-        """Send batch after batch while this node sends and events wait."""
+        """Send the head of the queue, batch after batch, while this node sends and events
+        wait (the head is re-read before each try: it may have grown, or an earlier
+        sender's late acknowledgement may have taken it). After a failure, wait the backoff
+        (it keeps growing across batches until a delivery), and first give up on the
+        events older than `retry_for`: each event's age counts from when it was made, so
+        one made late in an outage gets its full time too, whichever node sends it."""
+        failures = 0
         while self.source.sends_webhooks():
             batch = self.source.pending_webhooks(self.batch_max)
             if not batch:
                 return
-            self._send_until_done(batch[0].number)
-
-    def _send_until_done(self, first: int) -> None:
-        """Send the head batch (re-read before each try: it may have grown, or another
-        sender may have acknowledged it) until delivered, given up on, or no longer ours."""
-        started = time.monotonic()
-        failures = 0
-        while self.source.sends_webhooks():
-            batch = self.source.pending_webhooks(self.batch_max)
-            if not batch or batch[0].number > first:
-                return  # acknowledged meanwhile (by an earlier leader's late answer)
             attempt = self.post(batch)
             if attempt.delivered:
+                failures = 0
                 self.counters.requests_sent += 1
                 self.counters.events_sent += len(batch)
                 self.counters.last_success_at = self.clock()
                 self._acknowledge(batch[-1].number, delivered=True)
-                return
+                continue
             failures += 1
             self.counters.requests_failed += 1
             self.counters.last_error = attempt.error
             self.counters.last_error_at = self.clock()
-            elapsed = time.monotonic() - started
-            if elapsed >= self.retry_for:
-                self.counters.events_dropped += len(batch)
-                log.error(
-                    "webhook: gave up on %d events (%s .. %s) after %d tries in %.0f s "
-                    "(webhook_retry_for): dropped; last error: %s",
-                    len(batch),
-                    batch[0].id,
-                    batch[-1].id,
-                    failures,
-                    elapsed,
-                    attempt.error,
-                )
-                self._acknowledge(batch[-1].number, delivered=False)
+            self._give_up_on_expired(attempt, failures)
+            head = self.source.pending_webhooks(1)
+            if not head:
                 return
-            delay = min(backoff_delay(failures), self.retry_for - elapsed)
+            delay = min(backoff_delay(failures), max(0.0, self.retry_for - self._age(head[0])))
             log.warning(
-                "webhook: %s answered %s for %d events: retry %d in %.1f s",
+                "webhook: POST %s failed (%s) for %d events: retry %d in %.1f s",
                 displayed_url(self.url),
                 attempt.error,
                 len(batch),
@@ -223,6 +208,39 @@ class WebhookSender:
                 delay,
             )
             gevent.sleep(delay)
+
+    def _age(self, event: WebhookEvent) -> float:
+        return (self.clock() - event.time).total_seconds()
+
+    def _give_up_on_expired(self, attempt: Attempt, failures: int) -> None:
+        """Drop the events made more than `retry_for` ago (the oldest ones, all at once:
+        never one failed request per stale batch), count them and say so in one line."""
+        limit = self.batch_max
+        while True:
+            pending = self.source.pending_webhooks(limit)
+            expired = 0
+            for event in pending:
+                if self._age(event) < self.retry_for:
+                    break
+                expired += 1
+            if expired < len(pending) or len(pending) < limit:
+                break
+            limit *= 4  # all expired so far: look further
+        if not expired:
+            return
+        first, last = pending[0], pending[expired - 1]
+        self.counters.events_dropped += expired
+        log.error(
+            "webhook: gave up on %d events (%s .. %s) not delivered within %g s "
+            "(webhook_retry_for) after %d failed tries: dropped; last error: %s",
+            expired,
+            first.id,
+            last.id,
+            self.retry_for,
+            failures,
+            attempt.error,
+        )
+        self._acknowledge(last.number, delivered=False)
 
     def _acknowledge(self, up_to: int, delivered: bool) -> None:
         """Tell the cluster, retried while Redis is unreachable and this node still sends
@@ -277,7 +295,7 @@ class WebhookSender:
         except gevent.Timeout:
             return self._observed(started, Attempt(f"no answer within {self.timeout:g} s"))
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            return self._observed(started, Attempt(f"a failed request ({error})"))
+            return self._observed(started, Attempt(f"request error: {error}"))
         if 200 <= response.status < 300:
             return self._observed(started, Attempt())
         return self._observed(started, Attempt(f"status {response.status}"))
