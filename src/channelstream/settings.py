@@ -586,8 +586,8 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "webhook_retry_for",
         "3600",
         parse_positive_float,
-        "Seconds a failing batch is retried (backoff from 1 s doubling to 60 s, with jitter) "
-        "before it is dropped, counted and logged.",
+        "Seconds an event is retried, counted from when it was made (backoff from 1 s "
+        "doubling to 60 s, with jitter), before it is dropped, counted and logged.",
     ),
     Setting(
         "webhook_queue_max",
