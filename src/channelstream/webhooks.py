@@ -13,7 +13,8 @@ events (same ids) again.
 It runs on a greenlet of its own and reads the queue, never holding it: a slow or dead
 receiver costs one socket and a timer, never delivery, connects or the API. Each request is
 bounded as a whole by `webhook_timeout` (connect, send, answer), at most `ANSWER_READ_MAX`
-bytes of an answer are read, redirects are not followed.
+bytes of an answer's body are read (its headers: http.client's bounds), redirects are not
+followed.
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ class WebhookSender:
                         response.close()  # never back to the pool half read
                     response.release_conn()
         except gevent.Timeout:
-            return self._observed(started, Attempt(f"no answer within {self.timeout:g} s"))
+            return self._observed(started, Attempt(f"no complete answer within {self.timeout:g} s"))
         except (urllib3.exceptions.HTTPError, OSError) as error:
             return self._observed(started, Attempt(f"request error: {error}"))
         if 200 <= response.status < 300:

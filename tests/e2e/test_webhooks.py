@@ -440,7 +440,7 @@ def test_a_failing_then_hanging_receiver_is_retried_with_backoff_and_delivery_go
     delivered = unique_by_id(events)[len(before) :]
     assert without_ids(delivered) == expected
     errors = [error for error, *_ in lines]
-    assert errors == ["status 500", "status 500", "no answer within 1 s"], lines
+    assert errors == ["status 500", "status 500", "no complete answer within 1 s"], lines
     for number, (_, _, k, delay) in enumerate(lines, start=1):
         base = 2 ** (k - 1)
         assert k == number and base / 2 - 0.05 <= delay <= base + 0.05, lines
