@@ -101,7 +101,8 @@ class Attempt:
 def backoff_delay(failures: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds before retry number `failures` (1 s doubling to 60 s), with "equal jitter":
     between half and all of it, so that retries spread out but never come at once."""
-    base = min(BACKOFF_MAX_SECONDS, BACKOFF_START_SECONDS * 2 ** max(0, failures - 1))
+    doublings = min(max(0, failures - 1), 32)  # past the cap anyway; 2**n stays a float
+    base = min(BACKOFF_MAX_SECONDS, BACKOFF_START_SECONDS * 2**doublings)
     return base / 2 + rand() * base / 2
 
 
@@ -109,6 +110,8 @@ def displayed_url(url: str) -> str:
     """The URL without user info, query or fragment (which may hold a credential)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}"
