@@ -96,13 +96,6 @@ FLOOR_COLUMNS = (
 )
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process, in seconds, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / servers.CLOCK_TICKS, int(fields[12]) / servers.CLOCK_TICKS
-
-
 def default_rate(subscribers: int) -> float:
     return 100.0 if subscribers <= 1000 else 10.0
 
@@ -137,7 +130,7 @@ def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str
             if redis_pid is not None:
                 pids["redis"] = redis_pid
             window = servers.CpuWindow(pids)
-            split_before = cpu_split(server.pid)
+            split_before = servers.cpu_split(server.pid)
             window.start()
             load.publisher.send("publish", count=count, rate=rate, channel=CHANNEL)
             for worker in load.workers:
@@ -150,7 +143,7 @@ def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str
             published = load.publisher.receive(timeout=count / rate + args.max_drain + 600)
             reports = [w.receive(timeout=count / rate + args.max_drain + 60) for w in load.workers]
             window.stop()
-            split_after = cpu_split(server.pid)
+            split_after = servers.cpu_split(server.pid)
             load.broadcast("close_all")
         finally:
             load.stop()
@@ -387,7 +380,7 @@ def run_burst(target: str, subscribers: int, args: argparse.Namespace) -> list[d
                 time.sleep(args.burst_pause)
                 load.broadcast("reset")
                 window = servers.CpuWindow(pids)
-                split_before = cpu_split(server.pid)
+                split_before = servers.cpu_split(server.pid)
                 window.start()
                 load.publisher.send(
                     "burst",
@@ -407,7 +400,7 @@ def run_burst(target: str, subscribers: int, args: argparse.Namespace) -> list[d
                 published = load.publisher.receive(timeout=args.max_drain + 600)
                 reports = [w.receive(timeout=args.max_drain + 60) for w in load.workers]
                 window.stop()
-                split_after = cpu_split(server.pid)
+                split_after = servers.cpu_split(server.pid)
                 split = (split_after[0] - split_before[0], split_after[1] - split_before[1])
                 latencies = [value for r in reports for value in r["latencies"]]
                 received = sum(r["messages"] for r in reports)
@@ -527,8 +520,8 @@ def send_floor(sockets: int, rate: float, seconds: float, size: int) -> dict[str
     short = 0
     try:
         time.sleep(0.5)
-        user0, system0 = cpu_split(os.getpid())
-        child0 = sum(cpu_split(child))
+        user0, system0 = servers.cpu_split(os.getpid())
+        child0 = sum(servers.cpu_split(child))
         host0 = servers.host_cpu_ticks()
         started = time.time()
         for number in range(rounds):
@@ -542,8 +535,8 @@ def send_floor(sockets: int, rate: float, seconds: float, size: int) -> dict[str
                 except BlockingIOError:
                     short += 1
         elapsed = time.time() - started
-        user1, system1 = cpu_split(os.getpid())
-        child1 = sum(cpu_split(child))
+        user1, system1 = servers.cpu_split(os.getpid())
+        child1 = sum(servers.cpu_split(child))
         host1 = servers.host_cpu_ticks()
     finally:
         for sender in senders:

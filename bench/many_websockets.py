@@ -467,12 +467,6 @@ def _publisher_main(pipe: Any, port: int, index: int) -> None:
 # --- the parent ---------------------------------------------------------------------------------
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / servers.CLOCK_TICKS, int(fields[12]) / servers.CLOCK_TICKS
-
-
 def raise_open_files(needed: int) -> str:
     """Raise RLIMIT_NOFILE (soft and hard: root may) so that the server and the load
     generator, which inherit it, can hold `needed` descriptors each."""
@@ -583,17 +577,17 @@ def run(args: argparse.Namespace) -> None:
                 notes.append(f"connect errors: {errors}")
             if opened < n:
                 notes.append(f"WARNING: only {opened:,} of {n:,} websockets opened")
-            idle0 = cpu_split(server.pid)
+            idle0 = servers.cpu_split(server.pid)
             idle_started = time.time()
             time.sleep(args.settle)
-            idle1 = cpu_split(server.pid)
+            idle1 = servers.cpu_split(server.pid)
             idle_wall = time.time() - idle_started
             rss_idle = server.rss_kib()
 
             # 2. hold
             load.broadcast("begin_hold")
             window = servers.CpuWindow(pids)
-            split0 = cpu_split(server.pid)
+            split0 = servers.cpu_split(server.pid)
             window.start()
             load.publisher.send(
                 "publish",
@@ -616,7 +610,7 @@ def run(args: argparse.Namespace) -> None:
                     if not server.alive():
                         raise SystemExit(f"bench: the server died, see {server.log_path}")
                 parts = load.broadcast("minute", answer_within=120)
-                now_split = cpu_split(server.pid)
+                now_split = servers.cpu_split(server.pid)
                 now = time.time()
                 wall = max(1e-9, now - previous_time)
                 hist: dict[int, int] = {}
@@ -653,7 +647,7 @@ def run(args: argparse.Namespace) -> None:
             published = load.publisher.receive(timeout=300)
             rss_end = server.rss_kib()
             window.stop()
-            split1 = cpu_split(server.pid)
+            split1 = servers.cpu_split(server.pid)
             for row, sent in zip(rows_minutes, published["per_minute"], strict=False):
                 row["sent"] = sent
             # 3. drain: until every sent message arrived, or nothing for `stall` s

@@ -81,10 +81,15 @@ def _interrupt(signum: int, frame: object) -> None:
 # --- /proc readings ---------------------------------------------------------------------------
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process: user-space and kernel CPU, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return sum(cpu_split(pid))
 
 
 def rss_kib(pid: int) -> int:
