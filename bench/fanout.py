@@ -132,16 +132,9 @@ def run_one(target: str, subscribers: int, args: argparse.Namespace) -> dict[str
             window = servers.CpuWindow(pids)
             split_before = servers.cpu_split(server.pid)
             window.start()
-            load.publisher.send("publish", count=count, rate=rate, channel=CHANNEL)
-            for worker in load.workers:
-                worker.send(
-                    "wait",
-                    expected_per_socket=count,
-                    timeout=count / rate + args.max_drain,
-                    stall=args.stall,
-                )
-            published = load.publisher.receive(timeout=count / rate + args.max_drain + 600)
-            reports = [w.receive(timeout=count / rate + args.max_drain + 60) for w in load.workers]
+            published, reports = load.publish_and_wait(
+                count, rate, CHANNEL, args.max_drain, args.stall
+            )
             window.stop()
             split_after = servers.cpu_split(server.pid)
             load.broadcast("close_all")

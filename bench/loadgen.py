@@ -968,6 +968,21 @@ class LoadGenerator:
             worker.send(command, **arguments)
         return [worker.receive(answer_within) for worker in self.workers]
 
+    def publish_and_wait(
+        self, count: int, rate: float, channel: str, max_drain: float, stall: float
+    ) -> tuple[Any, list[Any]]:
+        """The publisher sends `count` messages at `rate` to `channel` while every worker
+        waits for them on each socket: (the publisher's report, the workers' reports)."""
+        assert self.publisher is not None, "a LoadGenerator made with publisher=True"
+        self.publisher.send("publish", count=count, rate=rate, channel=channel)
+        for worker in self.workers:
+            worker.send(
+                "wait", expected_per_socket=count, timeout=count / rate + max_drain, stall=stall
+            )
+        published = self.publisher.receive(timeout=count / rate + max_drain + 600)
+        reports = [w.receive(timeout=count / rate + max_drain + 60) for w in self.workers]
+        return published, reports
+
     def open(
         self,
         total: int,

@@ -388,16 +388,7 @@ def run_fanout(webhooks: bool, run: int, args: argparse.Namespace) -> dict[str, 
         load.broadcast("reset")
         window = servers.CpuWindow(pids)
         window.start()
-        load.publisher.send("publish", count=count, rate=rate, channel=CHANNEL)
-        for worker in load.workers:
-            worker.send(
-                "wait",
-                expected_per_socket=count,
-                timeout=count / rate + args.max_drain,
-                stall=args.stall,
-            )
-        published = load.publisher.receive(timeout=count / rate + args.max_drain + 600)
-        reports = [w.receive(timeout=count / rate + args.max_drain + 60) for w in load.workers]
+        published, reports = load.publish_and_wait(count, rate, CHANNEL, args.max_drain, args.stall)
         window.stop()
         # The subscribers go (sockets dropped); the server ends their connections.
         load.broadcast("close_all")
