@@ -681,8 +681,12 @@ def main_burst(args: argparse.Namespace) -> None:
         lambda row: (
             f"{row['target']} {row['subs']:,} burst {row['burst']}: "
             + (
-                f"{row['samples']:,} latency samples, window {row['window_s']:.2f} s, "
-                f"call p50 {row['call_ms_p50']:.1f} ms max {row['call_ms_max']:.1f} ms, "
+                f"{row['samples']:,} latency samples, window {row['window_s']:.2f} s, "(
+                    f"call p50 {row['call_ms_p50']:.1f} ms "
+                    if row["call_ms_p50"] == row["call_ms_p50"]  # nan in `all`: no merged median
+                    else "call "
+                )
+                + f"max {row['call_ms_max']:.1f} ms, "
                 f"host idle {row['host_idle%']:.0f}%, {row.get('log', '')}"
                 if "samples" in row
                 else "no measurement"

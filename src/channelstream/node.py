@@ -300,8 +300,11 @@ class Node:
                             outbox.close(CloseCode.USER_DISCONNECTED, reason)
             case ForgetNode(node=node) if node == self.node_id:
                 self._close_forgotten_listeners(applied.result)
-        for delivery in applied.deliveries:
-            self._deliver(delivery)
+        deliveries = applied.deliveries
+        if len(deliveries) == 1:
+            self._deliver(deliveries[0])
+        elif deliveries:
+            self._deliver_together(deliveries)
         webhook_queue = self.state.webhooks
         if webhook_queue.pending and self.webhooks is not None:
             self.webhooks.wake()
@@ -666,24 +669,59 @@ class Node:
     # ------------------------------------------------------------------ delivery
 
     def _deliver(self, delivery: Delivery) -> None:
+        """One frame to its recipients' listeners, encoded once, only if someone listens."""
         encoded: str | None = None
         outboxes_of = self._outboxes.get  # the hot loop of a fan-out: locals, no properties
         seq = delivery.seq
         for conn_id in delivery.conn_ids:
             for outbox in outboxes_of(conn_id, ()):
-                if encoded is None:  # encode once per frame, only if someone listens
+                if encoded is None:
                     encoded = encoding.dumps(delivery.frame)
-                if outbox.close_code is not None:
-                    continue
-                if not outbox.push(seq, encoded):
-                    self.frames_dropped += 1
-                    self.frames_discarded += outbox.discarded + 1
-                    log.warning(
-                        "connection %s from %s fell %d frames behind: closing its %s listener "
-                        "with 4002",
-                        conn_id,
-                        outbox.peer or "?",
-                        outbox.limit,
-                        outbox.kind,
-                        extra={"conn_id": conn_id},
-                    )
+                if outbox.close_code is None and not outbox.push(seq, encoded):
+                    self._overflowed(outbox, 1)
+
+    def _deliver_together(self, deliveries: Sequence[Delivery]) -> None:
+        """The frames of one command (a /message chunk, a subscribe's presence) to each
+        listener as one push: one write of one websocket frame per listener, not one per
+        message. Listeners that get the same frames share one joined text, so its websocket
+        frame is built once too (`FrameCache`). Order per listener is the frames' order."""
+        outboxes_of = self._outboxes.get
+        wanted: dict[Outbox, list[int]] = {}  # listener -> indexes of its frames, in order
+        for index, delivery in enumerate(deliveries):
+            for conn_id in delivery.conn_ids:
+                for outbox in outboxes_of(conn_id, ()):
+                    indexes = wanted.get(outbox)
+                    if indexes is None:
+                        wanted[outbox] = [index]
+                    else:
+                        indexes.append(index)
+        if not wanted:
+            return
+        encoded: list[str | None] = [None] * len(deliveries)
+        joined: dict[tuple[int, ...], str] = {}
+        for outbox, indexes in wanted.items():
+            if outbox.close_code is not None:
+                continue
+            key = tuple(indexes)
+            text = joined.get(key)
+            if text is None:
+                for index in indexes:
+                    if encoded[index] is None:
+                        encoded[index] = encoding.dumps(deliveries[index].frame)
+                text = joined[key] = ",".join(encoded[index] or "" for index in indexes)
+            if not outbox.push(deliveries[indexes[-1]].seq, text, len(indexes)):
+                self._overflowed(outbox, len(indexes))
+
+    def _overflowed(self, outbox: Outbox, frames: int) -> None:
+        """`outbox` refused `frames` frames and closed (4002): count and say so, once."""
+        self.frames_dropped += 1
+        self.frames_discarded += outbox.discarded + frames
+        conn_id = outbox.conn_id
+        log.warning(
+            "connection %s from %s fell %d frames behind: closing its %s listener with 4002",
+            conn_id,
+            outbox.peer or "?",
+            outbox.limit,
+            outbox.kind,
+            extra={"conn_id": conn_id},
+        )

@@ -116,6 +116,37 @@ def test_a_backlog_waits_for_the_reader_and_is_sent_in_order(attached):
     assert outbox.served_up_to == client.node.state.seq
 
 
+def test_the_messages_of_one_call_reach_a_listener_as_one_frame(attached):
+    client, _, outbox, peer = attached
+    client.publish(*({"channel": "room", "user": "bob", "message": {"i": i}} for i in range(10)))
+    opcode, payload = peer.read_frame()
+    assert opcode == OPCODE_TEXT
+    assert [m["message"]["i"] for m in json.loads(payload)] == list(range(10))
+    assert outbox.served_up_to == client.node.state.seq
+
+
+def test_each_listener_of_one_call_gets_only_its_frames_in_one_frame(client):
+    _, _, alice, _ = listen_on_socketpair(client)
+    carol_id = client.connect("carol", channels=["room"])["conn_id"]
+    server_end, client_end = socket.socketpair()
+    server_end.setblocking(False)
+    carol_outbox = client.node.attach(carol_id, "ws")
+    WebSocketListener(server_end, client.node, carol_outbox, FrameCache(), "peer").start(b"")
+    carol = Peer(gevent.socket.socket(fileno=client_end.detach()))
+    client.publish(
+        {"channel": "room", "user": "bob", "message": {"i": 0}},
+        {"channel": "room", "user": "bob", "message": {"i": 1}, "pm_users": ["carol"]},
+        {"channel": "room", "user": "bob", "message": {"i": 2}, "exclude_users": ["carol"]},
+        {"channel": "room", "user": "bob", "message": {"i": 3}},
+    )
+    _, payload = alice.read_frame()
+    assert [m["message"]["i"] for m in json.loads(payload)] == [0, 2, 3]
+    _, payload = carol.read_frame()
+    assert [m["message"]["i"] for m in json.loads(payload)] == [0, 1, 3]
+    alice.sock.close()
+    carol.sock.close()
+
+
 def test_a_ping_is_answered_after_the_frame_being_written(attached):
     client, _, _, peer = attached
     publish(client, 3, size=6000)  # the first frame cannot be written whole at once
@@ -199,3 +230,21 @@ def test_a_client_that_pings_nonstop_and_reads_nothing_is_closed_4002(stuck):
     peer.send(OPCODE_PING, b"x" * 125)  # one more
     wait_until(lambda: outbox.close_code is not None)
     assert outbox.close_code == CloseCode.TOO_SLOW
+
+
+def test_max_queued_frames_counts_frames_however_they_were_pushed(make_client: Any) -> None:
+    """A reader that reads nothing gets 4002 once more than max_queued_frames frames wait, be
+    they pushed one by one or a call's messages together."""
+    client = make_client(max_queued_frames=20)
+    _, outbox, peer, _ = listen_on_socketpair(client)
+    publish(client, 10, size=6000)  # fills the socket buffers; the rest waits in the outbox
+    waiting = len(outbox)
+    assert 0 < waiting < 20
+    batch = [{"channel": "room", "user": "bob", "message": {"i": i}} for i in range(20 - waiting)]
+    client.publish(*batch)  # exactly up to the limit, in one push
+    assert len(outbox) == 20 and outbox.close_code is None
+    client.publish({"channel": "room", "user": "bob", "message": {"i": "over"}})
+    assert outbox.close_code == CloseCode.TOO_SLOW
+    assert outbox.discarded == 20
+    assert client.node.frames_discarded == 21
+    peer.sock.close()

@@ -30,6 +30,7 @@ class Outbox:
         self.peer = ""  # the client's address, for log lines (set by the transport)
         self.discarded = 0  # frames thrown away by the close (catchup replays them)
         self._items: deque[tuple[int, str]] = deque()  # (seq, encoded frames without brackets)
+        self._queued_frames = 0  # frames in `_items` (an item may join several)
         self._heartbeat_due = False
         self._taken_up_to = served_up_to
         self._ready = Event()
@@ -46,17 +47,19 @@ class Outbox:
     def closed(self) -> bool:
         return self.close_code is not None
 
-    def push(self, seq: int, encoded: str) -> bool:
-        """Queue encoded frame(s) (comma-joined JSON objects). False if the listener is closed
-        or just overflowed."""
+    def push(self, seq: int, encoded: str, frames: int = 1) -> bool:
+        """Queue `frames` encoded frames (comma-joined JSON objects; `seq` is the last one's).
+        False if the listener is closed or just overflowed: `limit` counts frames, however
+        they were pushed."""
         if self.close_code is not None:
             return False
         if not self._items and self.send_now is not None and self.send_now(seq, encoded):
             return True  # the common case: an idle websocket whose kernel buffer has room
-        if len(self._items) >= self.limit:
+        if self._queued_frames + frames > self.limit and self._items:
             self.close(CloseCode.TOO_SLOW)
             return False
         self._items.append((seq, encoded))
+        self._queued_frames += frames
         self._wake()
         return True
 
@@ -72,8 +75,9 @@ class Outbox:
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-            self.discarded = len(self._items)
+            self.discarded = self._queued_frames
             self._items.clear()
+            self._queued_frames = 0
             if self.on_close is not None:
                 self.on_close(code)
             self._wake()
@@ -104,6 +108,7 @@ class Outbox:
             parts = [encoded for _, encoded in self._items]
             self._taken_up_to = self._items[-1][0]
             self._items.clear()
+            self._queued_frames = 0
             self._heartbeat_due = False
             return parts
         if self._heartbeat_due:
@@ -125,4 +130,5 @@ class Outbox:
             self.served_up_to = seq
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Frames waiting."""
+        return self._queued_frames
