@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import gevent
 import pytest
 
 from channelstream.core.commands import (
@@ -16,7 +17,7 @@ from channelstream.core.commands import (
 )
 from channelstream.core.errors import UnknownConnection
 from channelstream.core.model import Totals
-from channelstream.node import Node
+from channelstream.node import BATCH_CHUNK, Node
 from channelstream.settings import Settings
 
 CONN_A = "8f8d4cc6-8a37-4b52-9a0a-0c1b4d1b2f01"
@@ -69,3 +70,24 @@ def test_not_ready_reasons_in_order_of_weight(node: Node) -> None:
 
     node.begin_drain()
     assert node.not_ready_reason() == "draining"
+
+
+def test_a_heartbeat_pass_reaches_every_listener_and_lets_others_run(node: Node) -> None:
+    """Listeners beyond one slice all get `[]`; other greenlets run between the slices."""
+    outboxes = []
+    for index in range(2 * BATCH_CHUNK + 1):
+        conn_id = f"8f8d4cc6-8a37-4b52-9a0a-{index:012d}"
+        node.submit(Connect(username=f"u{index}", conn_id=conn_id, channels=()))
+        outboxes.append(node.attach(conn_id, "ws"))
+    polling = node.attach(outboxes[0].conn_id, "poll", heartbeats=False)
+    seen_by_other: list[int] = []
+
+    def other() -> None:  # counts the heartbeats out when it gets to run
+        seen_by_other.append(sum(1 for o in outboxes if o.take() == "[]"))
+
+    gevent.spawn(other)
+    node.send_heartbeats()
+    got = seen_by_other[0] + sum(1 for o in outboxes if o.take() == "[]")
+    assert got == len(outboxes)  # each listener once, before or after the other greenlet ran
+    assert 0 < seen_by_other[0] < len(outboxes)  # it ran in the middle of the pass
+    assert polling.take() is None  # a long poll takes no heartbeats

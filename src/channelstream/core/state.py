@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from channelstream.core.errors import (
@@ -702,32 +703,43 @@ class State:
         absent: its user parts where no other present connection of theirs remains. Expired
         history, catchup frames and idempotency keys go too."""
         outcome = GarbageOutcome()
-        for connection in list(self.connections.values()):
-            idle = (now - connection.last_active).total_seconds()
-            if connection.listeners == 0 and idle > connections_after:
+        # Runs every second on every replica, over everything: cutoffs are computed once and
+        # compared, and what is listened to or connected is passed over first.
+        conn_cutoff = _cutoff(now, connections_after)
+        grace_cutoff = None if presence_grace is None else _cutoff(now, presence_grace)
+        unlistened = [c for c in self.connections.values() if not c.listeners]
+        for connection in unlistened:
+            if connection.last_active < conn_cutoff:
                 self._drop_connection(connection, now, outcome, ids, REASON_GC)
                 outcome.connections.append(connection.conn_id)
             elif (
-                presence_grace is not None
+                grace_cutoff is not None
                 and connection.present
-                and connection.listeners == 0
-                and idle > presence_grace
+                and connection.last_active < grace_cutoff
             ):
                 self._make_absent(connection, now, outcome, ids)
                 outcome.absent.append(connection.conn_id)
-        for user in list(self.users.values()):
-            if not user.connections and (now - user.last_active).total_seconds() > users_after:
-                self._forget(user)
-                del self.users[user.username]
-                outcome.users.append(user.username)
-        in_use = {name for c in self.connections.values() for name in c.channels}
-        for channel in list(self.channels.values()):
-            idle = (now - channel.last_active).total_seconds()
-            if not channel.members and channel.name not in in_use and idle > channels_after:
-                self._forget(channel)
-                del self.channels[channel.name]
-                outcome.channels.append(channel.name)
-            else:
+        user_cutoff = _cutoff(now, users_after)
+        idle_users = [
+            u for u in self.users.values() if not u.connections and u.last_active < user_cutoff
+        ]
+        for user in idle_users:
+            self._forget(user)
+            del self.users[user.username]
+            outcome.users.append(user.username)
+        channel_cutoff = _cutoff(now, channels_after)
+        idle_channels = [
+            c for c in self.channels.values() if not c.members and c.last_active < channel_cutoff
+        ]
+        if idle_channels:  # rare: only then is it worth finding the channels still subscribed
+            in_use = {name for c in self.connections.values() for name in c.channels}
+            for channel in idle_channels:
+                if channel.name not in in_use:
+                    self._forget(channel)
+                    del self.channels[channel.name]
+                    outcome.channels.append(channel.name)
+        for channel in self.channels.values():
+            if channel.config.history_ttl > 0:
                 self._expire(channel, now)
         self._expire_idempotency(now)
         return outcome
@@ -1029,12 +1041,15 @@ class State:
             self._trim_frames(channel.frames, channel.config.catchup_size, channel)
         else:
             channel.lost_up_to = stored.seq
-        recipients = tuple(
-            conn_id
-            for username, conns in channel.members.items()
-            if stored.visible_to(username)
-            for conn_id in conns
-        )
+        if pm_users or exclude_users:
+            recipients = tuple(
+                conn_id
+                for username, conns in channel.members.items()
+                if stored.visible_to(username)
+                for conn_id in conns
+            )
+        else:  # everyone: the common case, without a per-member check
+            recipients = tuple(chain.from_iterable(channel.members.values()))
         self.stats.total_messages += len(recipients)
         return Delivery(stored.seq, frame, recipients)
 
@@ -1100,16 +1115,27 @@ class State:
 
     def _expire_idempotency(self, now: datetime) -> None:
         """Forget keys past their window (kept in the order they came, so from the front)."""
-        for scoped_key, record in list(self.idempotency.items()):
-            if record.expires > now:
+        keys = self.idempotency
+        while keys:
+            scoped_key = next(iter(keys))
+            if keys[scoped_key].expires > now:
                 break
-            del self.idempotency[scoped_key]
+            del keys[scoped_key]
 
     @staticmethod
     def _trim_history(channel: Channel) -> None:
         size = channel.config.history_size
         if len(channel.history) > size:
             channel.history = channel.history[len(channel.history) - size :]
+
+
+def _cutoff(now: datetime, seconds: float) -> datetime:
+    """What was last active before this is idle for more than `seconds` (no overflow for
+    the very long times a setting may give)."""
+    try:
+        return now - timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.min
 
 
 def _older(stored: StoredFrame, oldest_kept: datetime | None) -> bool:

@@ -216,3 +216,27 @@ def test_nothing_to_collect_on_an_empty_server(state, now):
 
     assert (outcome.connections, outcome.users, outcome.channels) == ([], [], [])
     assert outcome.deliveries == []
+
+
+def test_times_too_long_for_a_date_keep_everything(state, now):
+    """A setting may say "practically never" (1e300 s): no overflow, nothing collected."""
+    state.connect("alice", "a1", ["room"], now)
+    state.disconnect("a1", now)
+
+    outcome = state.collect_garbage(
+        after(now, 10 * USERS),
+        connections_after=1e300,
+        users_after=1e300,
+        channels_after=1e300,
+        presence_grace=1e300,
+    )
+
+    assert (outcome.connections, outcome.users, outcome.channels) == ([], [], [])
+    assert "alice" in state.users and "room" in state.channels
+
+
+def test_idle_is_more_than_the_time_not_equal_to_it(state, now):
+    state.connect("alice", "a1", [], now)
+
+    assert collect(state, after(now, CONNS)).connections == []
+    assert collect(state, after(now, CONNS + 0.000001)).connections == ["a1"]
