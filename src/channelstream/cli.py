@@ -15,10 +15,13 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import channelstream
 from channelstream.exceptions import EXIT_BAD_CONFIG
+
+if TYPE_CHECKING:  # imported for real once gevent is patched
+    from channelstream.settings import Settings
 
 INI_ENV_VAR = "CHANNELSTREAM_INI"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
@@ -45,8 +48,26 @@ def _server_parser() -> argparse.ArgumentParser:
         help=f"ini file: a [channelstream] section or a PasteDeploy [app:main] "
         f"(default: ${INI_ENV_VAR}; none: built-in defaults)",
     )
+    parser.add_argument(
+        "-w",
+        "--workers",
+        metavar="N",
+        type=_worker_count,
+        default=None,
+        help="worker processes serving the port together; more than 1 needs a Redis broker "
+        "(default: the workers setting, 1)",
+    )
     parser.add_argument("-v", "--version", action="version", version=channelstream.__version__)
     return parser
+
+
+def _worker_count(text: str) -> int:
+    from channelstream.settings import parse_positive_int
+
+    try:
+        return parse_positive_int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -57,28 +78,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     monkey.patch_all()
 
-    from channelstream.config_file import read_config_file
-    from channelstream.gevent_edge import GeventEdgeError, check_gevent_edge
-    from channelstream.settings import Settings, SettingsError, SettingsSource
+    settings = load_settings(args.ini)
+    workers = args.workers or settings.workers
+    if workers > 1:
+        from channelstream.server import ListenError
+        from channelstream.workers import WorkersError, supervise
 
-    try:
-        check_gevent_edge()  # before anything is built: one line and exit 2, as for settings
-    except GeventEdgeError as error:
-        _refuse(error)
-
-    # Formatting now, the level once the settings are known: reading the file may warn.
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    try:
-        sources: tuple[SettingsSource, ...] = ()
-        if args.ini:
-            sources = read_config_file(args.ini).sources
-        settings = Settings.from_sources(*sources, environ=os.environ)
-    except SettingsError as error:
-        _refuse(error)
-    logging.getLogger().setLevel(settings.log_level)
-    from channelstream.logs import apply_process_logging
-
-    apply_process_logging(settings.log_level, settings.log_format)
+        try:
+            status = supervise(settings, args.ini, workers, log_startup=_log_startup)
+        except (WorkersError, ListenError) as error:
+            _refuse(error)
+        raise SystemExit(status)
 
     _log_startup(settings, args.ini)
 
@@ -96,6 +106,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except ListenError as error:
         _refuse(error)
+
+
+def load_settings(ini: str | None) -> Settings:
+    """The checks and settings every serving process starts with (after patching gevent):
+    the gevent edge, logging set up, the settings of `ini` and the environment; a refusal
+    ends the process with one line and exit status 2."""
+    from channelstream.config_file import read_config_file
+    from channelstream.gevent_edge import GeventEdgeError, check_gevent_edge
+    from channelstream.settings import Settings, SettingsError, SettingsSource
+
+    try:
+        check_gevent_edge()  # before anything is built: one line and exit 2, as for settings
+    except GeventEdgeError as error:
+        _refuse(error)
+
+    # Formatting now, the level once the settings are known: reading the file may warn.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    try:
+        sources: tuple[SettingsSource, ...] = ()
+        if ini:
+            sources = read_config_file(ini).sources
+        settings = Settings.from_sources(*sources, environ=os.environ)
+    except SettingsError as error:
+        _refuse(error)
+    logging.getLogger().setLevel(settings.log_level)
+    from channelstream.logs import apply_process_logging
+
+    apply_process_logging(settings.log_level, settings.log_format)
+    return settings
 
 
 def _refuse(error: Exception) -> NoReturn:

@@ -526,6 +526,16 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "accepting at once. A second signal ends it early.",
     ),
     Setting(
+        "workers",
+        "1",
+        parse_positive_int,
+        "Worker processes serving host:port together (SO_REUSEPORT), started and stopped by "
+        "one supervisor process; each is a node of the Redis cluster, so more than 1 needs "
+        "a Redis broker. 1: one process, no supervisor. `channelstream --workers N` "
+        "overrides it.",
+        example="4",
+    ),
+    Setting(
         "broker",
         "memory",
         parse_broker,
@@ -792,6 +802,7 @@ class Settings:
     request_timeout: float
     shutdown_timeout: float
     drain_grace: float
+    workers: int
     broker: str
     redis_prefix: str
     presence_ttl: float
