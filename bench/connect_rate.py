@@ -34,6 +34,8 @@ COLUMNS = (
     "total_p50",
     "total_p99",
     "cpu_ms/conn",
+    "usr_ms/conn",
+    "sys_ms/conn",
     "srv_cpu%",
     "lg_max%",
     "lg_share%",
@@ -55,9 +57,11 @@ def run_one(target: str, args: argparse.Namespace, via: str = "connect") -> dict
             load.open(min(50, args.connections), 4, ["warmup"], via=via)  # imports, caches
             load.broadcast("close_all")
             window = servers.CpuWindow({"server": server.pid, "parent": os.getpid(), **load.pids})
+            split_before = servers.cpu_split(server.pid)
             window.start()
             opened = load.open(args.connections, args.concurrency, ["rate"], via=via)
             window.stop()
+            split_after = servers.cpu_split(server.pid)
             load.broadcast("close_all", answer_within=120)
         finally:
             load.stop()
@@ -78,6 +82,8 @@ def run_one(target: str, args: argparse.Namespace, via: str = "connect") -> dict
             "total_p50": p(opened["total_ms"], 0.5),
             "total_p99": p(opened["total_ms"], 0.99),
             "cpu_ms/conn": 1000 * window.used["server"] / max(1, opened["opened"]),
+            "usr_ms/conn": 1000 * (split_after[0] - split_before[0]) / max(1, opened["opened"]),
+            "sys_ms/conn": 1000 * (split_after[1] - split_before[1]) / max(1, opened["opened"]),
             "srv_cpu%": 100 * window.utilisation("server"),
             "lg_max%": 100 * per_process,
             "lg_share%": 100 * share,
@@ -145,7 +151,8 @@ def main() -> None:
         "connect = signed /connect then /ws?conn_id=, token = /ws?token= alone (a JWT the "
         "load generator signs, as a web app would); connect_*: /connect request time (ms, 0 "
         "via token); attach_*: /ws upgrade time (ms); total_*: both (ms); "
-        "cpu_ms/conn: server CPU ms per connection; srv_cpu%: server CPU per wall second "
+        "cpu_ms/conn: server CPU ms per connection (usr_ms, sys_ms: its user and kernel "
+        "parts); srv_cpu%: server CPU per wall second "
         "(100 = one core); lg_max%: busiest load-generator process (% of one core); "
         "lg_share%: load generator's share of the CPU the server left. Valid when failed = 0 "
         "and lg_max%, lg_share% < 80."

@@ -64,7 +64,14 @@ class ListenError(ChannelstreamException):
         return cls(f"cannot listen on {address}: {reason}")
 
 
-def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
+def upgrade_query(environ: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A `/ws` request's query parameters, as the two checks below read them."""
+    return parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True)
+
+
+def websocket_upgrade_refused(
+    environ: Mapping[str, Any], query: dict[str, list[str]] | None = None
+) -> bool:
     """True when a request must not be upgraded to a websocket: served as plain HTTP instead.
 
     Only `.../ws` with a UUID `conn_id`, or with a `token` and no `conn_id`, is upgraded (a
@@ -75,12 +82,14 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     A `/ws` request with its `conn_id` missing or not a UUID, or with a broken handshake (see
     `transport.handshake`), goes to the app as plain HTTP, which answers with a JSON error
     (422, 400 or 426) instead of accepting a socket. Like Pyramid's
-    `request.params`, the last of repeated `conn_id` parameters counts.
+    `request.params`, the last of repeated `conn_id` parameters counts. `query`: the
+    `upgrade_query` of `environ`, when the caller has it already.
     """
     path = str(environ.get("PATH_INFO") or "")
     if not path.endswith("/ws"):
         return True
-    query = parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True)
+    if query is None:
+        query = upgrade_query(environ)
     values = query.get("conn_id")
     if not values:
         if not query.get("token"):
@@ -95,9 +104,11 @@ def websocket_upgrade_refused(environ: Mapping[str, Any]) -> bool:
     return upgrade_requested(environ) and handshake_problem(environ) is not None
 
 
-def token_of_upgrade(environ: Mapping[str, Any]) -> str | None:
+def token_of_upgrade(
+    environ: Mapping[str, Any], query: dict[str, list[str]] | None = None
+) -> str | None:
     """The `token` of a `/ws` upgrade that carries one (the last, as for `conn_id`)."""
-    values = parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True).get("token")
+    values = (upgrade_query(environ) if query is None else query).get("token")
     return values[-1] if values else None
 
 
@@ -175,9 +186,12 @@ def _pre_start_hook(handler: Any) -> bool:
     A token's connection is opened here, so that a refused token (401), bad claims (422,
     413) or a limit are answered in JSON before the upgrade, never as a close code."""
     environ = handler.environ
-    if websocket_upgrade_refused(environ):
+    if not str(environ.get("PATH_INFO") or "").endswith("/ws"):
+        return True  # most requests: no query to read
+    query = upgrade_query(environ)
+    if websocket_upgrade_refused(environ, query):
         return True
-    token = token_of_upgrade(environ)
+    token = token_of_upgrade(environ, query)
     node = _app_node(getattr(handler, "application", None))
     if token is None or node is None:
         return False
@@ -284,9 +298,16 @@ def _handler_class() -> type:
         @property
         def logger(self) -> EscapingLoggerAdapter:
             """gevent-websocket's logger (`server.logger`), its messages escaped: some quote
-            the client's handshake headers."""
-            target = getattr(self.server, "logger", None)
-            return EscapingLoggerAdapter(target or logging.getLogger("channelstream.websocket"))
+            the client's handshake headers. Made once per connection: gevent-websocket reads
+            it half a dozen times for each websocket request, mostly for DEBUG lines."""
+            adapter: EscapingLoggerAdapter | None = self.__dict__.get("_channelstream_logger")
+            if adapter is None:
+                target = getattr(self.server, "logger", None)
+                adapter = EscapingLoggerAdapter(
+                    target or logging.getLogger("channelstream.websocket")
+                )
+                self.__dict__["_channelstream_logger"] = adapter
+            return adapter
 
         def read_requestline(self) -> str:
             """Wait for the next request of a keep-alive connection, as an idle handler
@@ -388,8 +409,12 @@ def serve(
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     request_timeout: float = REQUEST_TIMEOUT,
     drain_grace: float = 0.0,
+    listener: socket.socket | None = None,
 ) -> None:
     """Serve `app` on host:port until SIGTERM/SIGINT, then drain (see `_drain`) and return.
+
+    `listener`: a listening socket to serve instead of binding host:port (a worker's, made by
+    the supervisor: see `channelstream.workers`); host and port then only name it in logs.
 
     The app starts its own node; this function only stops it (`app.registry.channelstream_node`,
     if present) after the server has stopped, or when it cannot listen. Raises ListenError
@@ -411,7 +436,7 @@ def serve(
         raise
     pool = Pool()  # a pool, so that stop() can wait for in-flight requests
     server = WSGIServer(
-        (host, port),
+        listener if listener is not None else (host, port),
         app,
         handler_class=_handler_class(),
         spawn=pool,
@@ -508,6 +533,13 @@ def paste_server_runner(
         _end_pserve(error)
     if kwargs:
         log.warning("[server:main] ignores unknown keys: %s", ", ".join(sorted(kwargs)))
+    workers = getattr(settings, "workers", 1)
+    if workers > 1:
+        log.warning(
+            "workers = %d is ignored under pserve, which serves one process: start worker "
+            "mode with `channelstream -i FILE`",
+            workers,
+        )
     try:
         serve(
             wsgi_app,

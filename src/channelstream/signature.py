@@ -20,11 +20,13 @@ from channelstream.exceptions import BadSignature
 LEGACY_SIGNED_VALUE = "channelstream"
 MAX_AGE_SECONDS = 60
 MAX_CLOCK_SKEW_SECONDS = 60
+VERIFIED_TOKENS_KEPT = 1024  # the cache of matched signatures is emptied when it holds this many
 
 
 class SignatureChecker(Protocol):
     def check(self, token: str, paths: Iterable[str]) -> None:
-        """Raise BadSignature unless `token` is valid for one of `paths`."""
+        """Raise BadSignature unless `token` is valid for one of `paths` (read lazily, and
+        only as far as needed: a path may be costly to make)."""
 
 
 class TimestampSignatureChecker:
@@ -42,21 +44,29 @@ class TimestampSignatureChecker:
         self._validate_age = validate_age
         self._legacy = legacy_signatures
         self._clock = clock
+        # Tokens whose signature matched: (signed value, signed at). Timestamps are whole
+        # seconds, so a web app signing each call sends the same token for a path all second
+        # long; the HMAC is then computed once. Age and path are checked on every call.
+        self._verified: dict[str, tuple[str, float]] = {}
 
     def check(self, token: str, paths: Iterable[str]) -> None:
-        try:
-            value, signed_at = self._signer.unsign(token, return_timestamp=True)
-        except itsdangerous.BadData as error:
-            raise BadSignature(refusal_reason(error)) from None
-        age = self._clock() - signed_at.timestamp()
+        verified = self._verified.get(token)
+        if verified is None:
+            try:
+                raw, signed_at = self._signer.unsign(token, return_timestamp=True)
+            except itsdangerous.BadData as error:
+                raise BadSignature(refusal_reason(error)) from None
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.clear()
+            verified = (raw.decode("utf-8", "replace"), signed_at.timestamp())
+            self._verified[token] = verified
+        value, signed_at_seconds = verified
+        age = self._clock() - signed_at_seconds
         if age < -MAX_CLOCK_SKEW_SECONDS:
             raise BadSignature("signature is dated in the future")
         if self._validate_age and age > MAX_AGE_SECONDS:
             raise BadSignature("signature expired")
-        allowed = set(paths)
-        if self._legacy:
-            allowed.add(LEGACY_SIGNED_VALUE)
-        if value.decode("utf-8", "replace") not in allowed:
+        if not (self._legacy and value == LEGACY_SIGNED_VALUE) and value not in paths:
             raise BadSignature("signature is for another path")
 
 
@@ -92,10 +102,9 @@ class CustomSignatureChecker:
             raise BadSignature(refusal_reason(error)) from None
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        if isinstance(value, str):
-            allowed = set(paths) | ({LEGACY_SIGNED_VALUE} if self._legacy else set())
-            if value not in allowed:
-                raise BadSignature("signature is for another path")
+        legacy = self._legacy and value == LEGACY_SIGNED_VALUE
+        if isinstance(value, str) and not legacy and value not in paths:
+            raise BadSignature("signature is for another path")
 
 
 def build_checker(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ METRICS_PERMISSION = "metrics"  # admin, a signed call, or an address in metrics
 TOKEN_HEADER = "x-channelstream-secret"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 DEFAULT_PORTS = {"http": 80, "https": 443}
+ADDRESSES_KEPT = 1024  # allow-list verdicts kept (see may_post), emptied when full
 
 
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -137,6 +138,13 @@ def request_token(request: Request) -> str | None:
     return field if isinstance(field, str) and field else None
 
 
+def signed_paths(request: Request) -> Iterator[str]:
+    """The values a token for `request` may sign: its path within the app, then its whole
+    path (WebOb quotes that anew on every read, so it is made only when needed)."""
+    yield request.path_info
+    yield request.path
+
+
 class ChannelstreamSecurityPolicy:
     """Pyramid security policy for the API (`api` permission) and admin (`admin`)."""
 
@@ -146,6 +154,7 @@ class ChannelstreamSecurityPolicy:
         self.settings = settings
         self.checker = checker
         self.sessions = sessions
+        self.posting_addresses: dict[str, bool] = {}  # see may_post
         # One helper per scheme: over https the cookie is Secure. No Domain attribute (a
         # host-only cookie): a forged Host is not echoed, subdomains do not get the cookie.
         self.cookies = {
@@ -197,13 +206,24 @@ class ChannelstreamSecurityPolicy:
     def api_access(self, request: Request) -> Allowed | Denied:
         """Check a server API call; raises BadSignature for a present but invalid token."""
         address = self.caller(request)
-        if not _in_networks(_parse_ip(address), self.settings.allow_posting_from):
+        if not self.may_post(address):
             return Denied(f"Address {address} is not allowed to call the API")
         token = request_token(request)
         if not token:
             return Denied("Missing x-channelstream-secret signature")
-        self.checker.check(token, {request.path_info, request.path})
+        self.checker.check(token, signed_paths(request))
         return Allowed("signed API call")
+
+    def may_post(self, address: str) -> bool:
+        """Whether `address` is in `allow_posting_from`: parsed and matched once per address
+        (a web app calls from a few), not on every call."""
+        allowed = self.posting_addresses.get(address)
+        if allowed is None:
+            if len(self.posting_addresses) >= ADDRESSES_KEPT:
+                self.posting_addresses.clear()
+            allowed = _in_networks(_parse_ip(address), self.settings.allow_posting_from)
+            self.posting_addresses[address] = allowed
+        return allowed
 
     def signed_call(self, request: Request) -> bool:
         """Whether `request` is a valid signed API call: a server, not a browser page."""

@@ -35,6 +35,19 @@ from channelstream.settings import Settings
 
 ALGORITHMS = ["HS256"]
 REQUIRED_CLAIMS = ["sub", "exp"]
+# PyJWT's claim checks, all of them, without checking the signature a second time: the
+# payload's text was read from a verified token first (`_payload_text`).
+CLAIM_CHECKS: jwt.types.Options = {
+    "verify_signature": False,
+    "verify_exp": True,
+    "verify_nbf": True,
+    "verify_iat": True,
+    "verify_aud": True,
+    "verify_iss": True,
+    "verify_sub": True,
+    "verify_jti": True,
+    "require": REQUIRED_CLAIMS,
+}
 # claim -> the /connect body field it stands for
 CLAIM_FIELDS = {
     "sub": "username",
@@ -102,19 +115,14 @@ def read_token(token: str, settings: Settings) -> TokenConnection:
     # The signature is the server's: limits as for a request body, before parsing it again.
     check_json_depth(text, settings.max_json_depth)
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.secret,
-            algorithms=ALGORITHMS,
-            options={"require": REQUIRED_CLAIMS},
-        )
+        claims: dict[str, Any] = jwt.decode(token, options=CLAIM_CHECKS)
     except (jwt.PyJWTError, RecursionError, ValueError) as error:
         raise TokenRefused(_why(error)) from None
     check_json_items(text, claims, settings.max_json_items)
     jti = claims.get("jti")
     body = {field: claims[claim] for claim, field in CLAIM_FIELDS.items() if claim in claims}
     try:
-        data = ConnectBodySchema.shared().load(body)
+        data = ConnectBodySchema.lean_load(body)
     except ValidationError as error:
         messages = error.messages
         if isinstance(messages, dict):

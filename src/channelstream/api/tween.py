@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from pyramid.registry import Registry
@@ -47,7 +48,31 @@ def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
+# The CORS headers every answer gets, whatever its origin.
+CORS_HEADERS = (
+    ("XDomainRequestAllowed", "1"),
+    ("Access-Control-Allow-Methods", ALLOW_METHODS),
+    ("Access-Control-Allow-Headers", ALLOW_HEADERS),
+    ("Access-Control-Max-Age", "86400"),
+)
+CORS_NAMES = frozenset(name.lower() for name, _ in CORS_HEADERS) | {"access-control-allow-origin"}
+
+
 def add_cors_headers(request: Request, response: Response, allowed: tuple[str, ...]) -> None:
+    """Set the CORS headers. An answer has none of them yet (the usual case): appended to
+    its header list at once, which is what setting each would do, without a pass over the
+    list per header."""
+    headerlist = response.headerlist
+    if not any(name.lower() in CORS_NAMES for name, _ in headerlist):
+        headerlist.extend(CORS_HEADERS)
+        if not allowed:
+            headerlist.append(("Access-Control-Allow-Origin", "*"))
+            return
+        origin = request.environ.get("HTTP_ORIGIN")
+        if origin and origin_allowed(origin, allowed):
+            headerlist.append(("Access-Control-Allow-Origin", origin))
+        headerlist.append(("Vary", "Origin"))
+        return
     headers = response.headers
     headers["XDomainRequestAllowed"] = "1"
     headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
@@ -65,16 +90,20 @@ def add_cors_headers(request: Request, response: Response, allowed: tuple[str, .
 def apply_proxy_headers(request: Request, settings: Settings) -> None:
     """X-Script-Name and X-Scheme/X-Url-Scheme as 0.7.1 honoured them; X-Forwarded-Proto
     only from a trusted proxy."""
-    script_name = request.headers.get("X-Script-Name")
+    environ = request.environ  # the headers read where WebOb's `request.headers` reads them
+    script_name = environ.get("HTTP_X_SCRIPT_NAME")
     if script_name:
         script_name = "/" + script_name.strip("/")
         request.script_name = script_name
         if request.path_info.startswith(script_name + "/"):
             request.path_info = request.path_info[len(script_name) :]
-    scheme = request.headers.get("X-Scheme") or request.headers.get("X-Url-Scheme")
-    peer = _parse_ip(request.environ.get("REMOTE_ADDR", ""))
-    if not scheme and _in_networks(peer, settings.trusted_proxies):
-        scheme = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+    scheme = environ.get("HTTP_X_SCHEME") or environ.get("HTTP_X_URL_SCHEME")
+    if (
+        not scheme
+        and settings.trusted_proxies
+        and _in_networks(_parse_ip(environ.get("REMOTE_ADDR", "")), settings.trusted_proxies)
+    ):
+        scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip()
     if scheme and scheme.lower() in ("http", "https"):
         request.scheme = scheme.lower()
     if settings.http_scheme:
@@ -90,6 +119,7 @@ def http_edge_tween_factory(
 ) -> Callable[[Request], Response]:
     settings: Settings = registry.channelstream_settings
     latency = registry.channelstream_metrics.request_latency
+    by_route: dict[str, Any] = {}  # the histogram's child per route name, looked up once
 
     def http_edge_tween(request: Request) -> Response:
         started = time.perf_counter()
@@ -97,7 +127,10 @@ def http_edge_tween_factory(
         route = request.matched_route
         name = route.name if route is not None else "unmatched"
         if name not in UNTIMED_ROUTES:
-            latency.labels(route=name).observe(time.perf_counter() - started)
+            child = by_route.get(name)
+            if child is None:
+                child = by_route[name] = latency.labels(route=name)
+            child.observe(time.perf_counter() - started)
         return response
 
     def _http_edge(request: Request) -> Response:

@@ -41,6 +41,7 @@ from channelstream.schemas import (
     ErrorSchema,
     FrameSchema,
     ListenQuerySchema,
+    PollQuerySchema,
     ServerSentEventSchema,
     ValidationErrorSchema,
 )
@@ -131,7 +132,7 @@ Swagger UI cannot open websockets; use a websocket client.""",
         """Upgraded requests are served here until the socket closes. A missing or malformed
         conn_id is refused before the upgrade (the server's pre-start hook), landing here as
         plain HTTP: 422 (fix F13); so is a broken handshake: 400, or 426 for a version."""
-        data = ListenQuerySchema.shared().load(dict(self.request.GET))
+        data = ListenQuerySchema.lean_load(dict(self.request.GET))
         environ = self.request.environ
         ws = environ.get("wsgi.websocket")
         if ws is None:
@@ -193,7 +194,7 @@ Swagger UI cannot open websockets; use a websocket client.""",
     def sse(self) -> Response:
         """Server-sent events: a missing or malformed conn_id is a 422 before streaming; an
         unknown one gets `event: close` / `data: 4001` and the end of the stream."""
-        data = ListenQuerySchema.shared().load(dict(self.request.GET))
+        data = ListenQuerySchema.lean_load(dict(self.request.GET))
         conn_id, _ = self._conn_id(data)
         client_socket = self.request.environ.get(CLIENT_SOCKET_KEY)
         response = Response(
@@ -214,7 +215,7 @@ Swagger UI cannot open websockets; use a websocket client.""",
         "JSONP. With `token` instead of `conn_id`, a connection token opens (or re-attaches "
         "to) its connection as on `/ws`; once the token expires its poll ends and later ones "
         "get 401.",
-        query=ListenQuerySchema,
+        query=PollQuerySchema,
         responses={
             "200": {
                 "description": "The frames that arrived",
@@ -238,11 +239,16 @@ Swagger UI cannot open websockets; use a websocket client.""",
         },
     )
     def listen(self) -> Response:
-        data = ListenQuerySchema.shared().load(dict(self.request.GET))
+        data = PollQuerySchema.lean_load(dict(self.request.GET))
         conn_id, position = self._conn_id(data)
+        seen = (data["epoch"], data["seq"]) if "epoch" in data else None
         try:
             frames = long_poll(
-                self.node, conn_id, self.request.environ.get(CLIENT_SOCKET_KEY), position
+                self.node,
+                conn_id,
+                self.request.environ.get(CLIENT_SOCKET_KEY),
+                position,
+                seen,
             )
         except UnknownConnection:
             frames = None
