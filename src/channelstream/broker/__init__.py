@@ -87,6 +87,11 @@ class Broker(AdminSessionStore, Protocol):
         """Store a state snapshot taken after the last applied command, so late joiners
         start from it and the command log can be trimmed."""
 
+    def save_snapshot_of(self, take: Callable[[], Any]) -> bool:
+        """`save_snapshot(take())`, taken now, without holding up this node while a large
+        state is walked and encoded (RedisBroker: in a forked child, stored by a greenlet of
+        its own). False, starting nothing, while the previous one is still being stored."""
+
     def stats(self) -> dict[str, Any]:
         """Figures for the admin panel and metrics."""
 

@@ -96,6 +96,9 @@ class MemoryBroker:
     def save_snapshot(self, snapshot: Any) -> None:
         pass  # nothing outlives the process, and nobody joins late
 
+    def save_snapshot_of(self, take: Callable[[], Any]) -> bool:
+        return True  # as save_snapshot: nothing to keep
+
     def open_admin_session(self, session_id: str, ttl: float) -> None:
         self.admin_sessions.open(session_id, ttl)
 

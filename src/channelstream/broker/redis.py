@@ -6,6 +6,11 @@ Keys, all under `redis_prefix` (`P`):
   where its state starts and applies each entry (`XREAD BLOCK`).
 - `P:snapshot`: the state after some log entry, written every few seconds by the leader, so a
   node that starts late restores it and reads on from there; the log is trimmed behind it.
+  The leader encodes it in a forked child (`broker/forked.py`), so a large state does not
+  stop the leader while it is walked and encoded.
+- `P:trimmed`: where the log was last trimmed. A node whose position is before it has missed
+  entries and restores the snapshot. It is read only when a trim may have passed the node's
+  position (see `_read_loop`), not before every read.
 - `P:node:<id>`: "this node is alive", refreshed every `presence_ttl / 4` seconds, expiring
   after `presence_ttl`. The leader ends the connections of nodes whose key has expired.
 - `P:leader`: the node id holding the leadership lease (GC, dead nodes, snapshots).
@@ -34,13 +39,30 @@ import redis
 
 from channelstream import encoding
 from channelstream.broker import BrokerUnavailable
+from channelstream.broker.forked import Child, fork_encoder, read_encoded
 from channelstream.core.commands import Command, Unsupported, from_wire, to_wire
 
 log = logging.getLogger(__name__)
 
 CLUSTER_STATE_TTL_SECONDS = 86400
 READ_BLOCK_MS = 1000
-READ_BATCH = 1000
+# A backlog is read this many entries at a time: parsing a reply runs in one go (a few ms for
+# 100 entries), and the fixed cost of a read is small beside 100 entries.
+READ_BATCH = 100
+# Under load, reads are at least this far apart, so that each brings several entries: the
+# fixed cost of a read (the round trip, parsing, a wake-up) is most of what following costs
+# when each brings one. At most this much is added to an entry's way through the cluster,
+# and only while entries keep coming (a read after an idle one starts at once).
+READ_SPACING_SECONDS = 0.002
+# Applying a batch read from the log (a backlog brings READ_BATCH entries) pauses this
+# often, so that a node catching up still serves its clients: no stretch much longer.
+APPLY_SLICE_SECONDS = 0.004
+PAUSE_SECONDS = 0.0001  # a tiny timer, so that the event loop polls for I/O in the pause
+# Two snapshots that trim the log are at least this far apart (a trim's bound is the position
+# of the snapshot before): so a node that read up to the head of the log less than
+# GAP_FREE_SECONDS ago cannot have had entries after its position trimmed away.
+TRIM_SPACING_SECONDS = 1.0
+GAP_FREE_SECONDS = TRIM_SPACING_SECONDS / 2
 BACKOFF_START_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0
 SNAPSHOT_WAIT_SECONDS = 15.0  # default wait of a starting node for a missing snapshot
@@ -123,8 +145,12 @@ class RedisBroker:
         self._renew = self._client.register_script(RENEW_LEASE)
         self._release = self._client.register_script(RELEASE_LEASE)
         self._applied = threading.Condition()
+        self._catching_up = 0  # callers of wait_caught_up waiting on _applied
+        self._ran_since = 0.0  # when the read loop last paused (time.monotonic())
         self.applied_id = "0-0"
         self._previous_snapshot_id: str | None = None
+        self._previous_snapshot_at = 0.0  # time.monotonic() when it was taken
+        self._snapshotting = False  # a forked child is encoding one
         self._restore: Callable[[Any], None] = lambda data: None
         self._restored = False
         self._started_at = time.monotonic()
@@ -191,20 +217,21 @@ class RedisBroker:
         self._restored = True
         self._set_available(True)
 
-    def _check_for_gap(self) -> None:
-        """Entries before `P:trimmed` are gone. A node that has not applied up to there
-        (it fell more than a snapshot interval behind) restores the newest snapshot, which is
-        past them. XTRIM leaves no trace in XINFO, hence the key. One GET before each read,
-        which returns up to READ_BATCH entries."""
+    def _gap_before(self, position: str) -> bool:
+        """Whether entries after `position` may have been trimmed away: `P:trimmed` (set with
+        each trim, in its transaction) is past it. Asked after the read that started at
+        `position`, so a trim before that read is always seen (a trim between the read and
+        this question only restores the snapshot once too often)."""
         trimmed: Any = self._client.get(self.trimmed_key)
-        if trimmed and stream_id(self.applied_id) < stream_id(trimmed) and self._restored:
+        if trimmed and stream_id(position) < stream_id(trimmed):
             log.warning(
                 "this node fell behind the trimmed log (at %s, trimmed before %s): restoring "
                 "the snapshot",
-                self.applied_id,
+                position,
                 trimmed,
             )
-            self._restored = False
+            return True
+        return False
 
     def stop(self) -> None:
         self._running = False
@@ -233,37 +260,80 @@ class RedisBroker:
             raise BrokerUnavailable(f"Redis is unreachable: {error}") from None
 
     def _read_loop(self, apply: Callable[[Command], None]) -> None:
+        """Read the log from this node's position and hand each entry to `apply`, in order.
+
+        Per read: one `XREAD` (blocking up to READ_BLOCK_MS, up to READ_BATCH entries; under
+        load, reads are READ_SPACING_SECONDS apart so each brings several). The
+        trim marker is only read when a trim may have passed this node's position: a trim's
+        bound is a snapshot taken at least TRIM_SPACING_SECONDS earlier, so within
+        GAP_FREE_SECONDS of a read that reached the head of the log, none can have. A batch is
+        applied in slices of APPLY_SLICE_SECONDS with a pause between them."""
         backoff = BACKOFF_START_SECONDS
+        gap_free_until = 0.0  # before then, no entry after our position can have been trimmed
         while self._running:
             try:
-                self._check_for_gap()
                 if not self._restored:
                     self._restore_snapshot()
+                    gap_free_until = 0.0
                     if not self._restored:
                         self._stopping.wait(SNAPSHOT_POLL_SECONDS)
                         continue
+                position = self.applied_id
+                asked_at = time.monotonic()
                 batches: Any = self._reader.xread(
-                    {self.log_key: self.applied_id}, count=READ_BATCH, block=READ_BLOCK_MS
+                    {self.log_key: position}, count=READ_BATCH, block=READ_BLOCK_MS
                 )
+                entries = batches[0][1] if batches else []
+                if entries and time.monotonic() > gap_free_until and self._gap_before(position):
+                    self._restored = False
+                    continue
                 self._set_available(True)
                 backoff = BACKOFF_START_SECONDS
             except RedisErrors as error:
                 self._set_available(False, error)
+                gap_free_until = 0.0
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
-            for _stream, entries in batches or ():
-                for entry_id, fields in entries:
-                    if not self._running:  # stopped: hand nothing more over
-                        return
-                    try:
-                        apply(decode_command(fields[b"c"]))
-                    except Exception:  # one bad entry must not stop the node for good
-                        log.exception("applying log entry %s failed", entry_id)
-                    with self._applied:
-                        self.applied_id = entry_id.decode()
-                        self.commands_applied += 1
-                        self._applied.notify_all()
+            # fewer than asked: this read reached the head of the log when Redis ran it
+            gap_free_until = asked_at + GAP_FREE_SECONDS if len(entries) < READ_BATCH else 0.0
+            if not self._apply_entries(apply, entries):
+                return
+            if entries and len(entries) < READ_BATCH:  # following live: let a few more come
+                spacing = asked_at + READ_SPACING_SECONDS - time.monotonic()
+                if spacing > 0:
+                    self._pause(spacing)
+
+    def _apply_entries(self, apply: Callable[[Command], None], entries: Any) -> bool:
+        """Apply entries in order, pausing whenever this loop has run APPLY_SLICE_SECONDS
+        since it last let others run (reads count too: a read Redis answers at once does not
+        yield); False once stopped."""
+        for entry_id, fields in entries:
+            if not self._running:  # stopped: hand nothing more over
+                return False
+            try:
+                apply(decode_command(fields[b"c"]))
+            except Exception:  # one bad entry must not stop the node for good
+                log.exception("applying log entry %s failed", entry_id)
+            # the position of what is applied, as a snapshot taken in a pause pairs it
+            self.applied_id = entry_id.decode()
+            self.commands_applied += 1
+            if time.monotonic() - self._ran_since >= APPLY_SLICE_SECONDS:
+                self._notify_applied()
+                self._pause(PAUSE_SECONDS)
+        self._notify_applied()
+        return True
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)  # cooperative under gevent
+        self._ran_since = time.monotonic()
+
+    def _notify_applied(self) -> None:
+        """Wake `wait_caught_up` callers, if any (the position is set before this reads the
+        count, and a waiter counts itself before it reads the position: none is missed)."""
+        if self._catching_up:
+            with self._applied:
+                self._applied.notify_all()
 
     def wait_caught_up(self, timeout: float) -> bool:
         try:
@@ -277,11 +347,15 @@ class RedisBroker:
         target_id = stream_id(target)
         deadline = time.monotonic() + timeout
         with self._applied:
-            while stream_id(self.applied_id) < target_id:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._applied.wait(remaining)
+            self._catching_up += 1
+            try:
+                while stream_id(self.applied_id) < target_id:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._applied.wait(remaining)
+            finally:
+                self._catching_up -= 1
         return True
 
     # ------------------------------------------------------------------ nodes and leader
@@ -331,21 +405,70 @@ class RedisBroker:
             return True  # nothing to do about it now
 
     def save_snapshot(self, snapshot: Any) -> None:
-        """Pair the snapshot with the last applied entry (taken now, before any I/O), store
-        it, and trim the log up to the previous snapshot (one interval of slack for nodes
-        that read a little behind)."""
+        """Pair the snapshot with the last applied entry (taken now, before any I/O) and store
+        it (see `_store_snapshot`). Encodes it here, holding up this node: the leader uses
+        `save_snapshot_of`."""
         entry_id = self.applied_id
-        payload = encoding.dumps({"id": entry_id, "state": snapshot})
+        self._store_snapshot(entry_id, self._payload(entry_id, snapshot))
+
+    def save_snapshot_of(self, take: Callable[[], Any]) -> bool:
+        """Store the snapshot `take()` gives, taken now, without holding up this node: a forked
+        child calls `take` on its copy of the process and encodes the result; a greenlet (a
+        thread unpatched) reads it back and stores it, paired with the entry applied at the
+        fork. False if the previous one is still being written (nothing is started)."""
+        if self._snapshotting:
+            return False
+        entry_id = self.applied_id  # no yield between this and the fork
+        try:
+            child = fork_encoder(lambda: self._payload(entry_id, take()).encode())
+        except OSError as error:
+            log.warning("could not fork to encode the snapshot (%s): encoding it here", error)
+            self.save_snapshot(take())
+            return True
+        self._snapshotting = True
+        threading.Thread(
+            target=self._store_forked_snapshot,
+            args=(child, entry_id),
+            name=f"broker-snapshot-{self.node_id}",
+            daemon=True,
+        ).start()
+        return True
+
+    def _store_forked_snapshot(self, child: Child, entry_id: str) -> None:
+        try:
+            payload = read_encoded(child)
+            if payload is None:
+                log.error("the forked snapshot encoder failed: no snapshot stored this time")
+            else:
+                self._store_snapshot(entry_id, payload)
+        finally:
+            self._snapshotting = False
+
+    @staticmethod
+    def _payload(entry_id: str, snapshot: Any) -> str:
+        return encoding.dumps({"id": entry_id, "state": snapshot})
+
+    def _store_snapshot(self, entry_id: str, payload: str | bytes) -> None:
+        """Store a snapshot after `entry_id` and trim the log up to the previous snapshot (one
+        interval of slack for nodes that read a little behind). A trim waits until the
+        previous snapshot is TRIM_SPACING_SECONDS old (what lets readers skip the trim
+        marker, see `_read_loop`); the leader's are 10 s apart, so it never waits there."""
+        trim = self._previous_snapshot_id
+        if trim:
+            too_soon = self._previous_snapshot_at + TRIM_SPACING_SECONDS - time.monotonic()
+            if too_soon > 0 and self._stopping.wait(too_soon):
+                trim = None  # stopping: no trim
         try:
             pipe = self._client.pipeline()
             pipe.set(self.snapshot_key, payload, ex=CLUSTER_STATE_TTL_SECONDS)
             pipe.expire(self.log_key, CLUSTER_STATE_TTL_SECONDS)
-            if self._previous_snapshot_id:
-                pipe.xtrim(self.log_key, minid=self._previous_snapshot_id, approximate=False)
+            if trim:
+                pipe.xtrim(self.log_key, minid=trim, approximate=False)
                 # entries before this id are gone: a node that has not applied them restores
-                pipe.set(self.trimmed_key, self._previous_snapshot_id, ex=CLUSTER_STATE_TTL_SECONDS)
+                pipe.set(self.trimmed_key, trim, ex=CLUSTER_STATE_TTL_SECONDS)
             pipe.execute()
             self._previous_snapshot_id = entry_id
+            self._previous_snapshot_at = time.monotonic()  # after its position was fixed
         except RedisErrors as error:
             self._set_available(False, error)
 
