@@ -37,6 +37,7 @@ from channelstream.core.commands import (
     Edit,
     ExpireConnection,
     ForgetNode,
+    KeepPolling,
     Operation,
     Publish,
     StartEpoch,
@@ -73,6 +74,9 @@ Item = TypeVar("Item")
 Chunked = TypeVar("Chunked")
 
 CHORES_INTERVAL_SECONDS = 1.0  # GC, dead-node and retry sweeps
+# Long polls skip the cluster's log only if a once-a-chore KeepPolling keeps their connection
+# present with room to spare (default presence_grace: 3 s).
+KEEP_POLLING_MIN_GRACE_SECONDS = 2 * CHORES_INTERVAL_SECONDS
 SNAPSHOT_INTERVAL_SECONDS = 10.0
 COMMAND_TIMEOUT_SECONDS = 5.0  # how long a request waits for its command to be applied
 # A /message batch is applied this many items per command, with a pause between commands, so
@@ -149,6 +153,10 @@ class Node:
         self._attached: dict[str, Outbox] = {}  # outboxes opened for attach commands, by id
         self._position_wanted: set[str] = set()  # attach commands whose listener gets one
         self._unsent_detaches: list[Command] = []
+        # long polls served without attaching (`poll_listener`): the open ones, and what the
+        # clients of those that ended have seen, for the next KeepPolling
+        self._open_polls: set[Outbox] = set()
+        self._polled: dict[str, int] = {}
         self._loops: list[gevent.Greenlet] = []
         # token connections this node let in: their expiry (Unix time) and its timer
         self._expiries: dict[str, tuple[float, gevent.Greenlet]] = {}
@@ -389,6 +397,8 @@ class Node:
         )
 
     def snapshot(self) -> dict[str, Any]:
+        """The state as plain data. The leader's broker calls it in a forked copy of this
+        process (`save_snapshot_of`), so walking a large state stops no one here."""
         return state_to_data(self.state)
 
     def sync(self) -> None:
@@ -610,6 +620,63 @@ class Node:
         except BrokerUnavailable:
             self._unsent_detaches.append(command)
 
+    def poll_listener(self, conn_id: str, epoch: str, seen: int) -> Outbox | None:
+        """A long poll whose client says where it is (`epoch`, and the `seq` it has seen),
+        served from this replica without a command: no Attach and Detach in the cluster's
+        log per poll. This node tells the cluster once a second, for all such polls, that
+        their connections are active (`KeepPolling`). None when the poll must attach
+        instead (see `State.catchup_from`; another epoch; or `presence_grace` too short for
+        a once-a-second word to keep the connection present).
+
+        Raises BrokerUnavailable when this replica is behind what the client saw and cannot
+        catch up."""
+        if self.settings.presence_grace < KEEP_POLLING_MIN_GRACE_SECONDS:
+            return None
+        if epoch != self.state.epoch:
+            return None
+        if seen > self.state.seq:  # the client saw frames through a node ahead of this one
+            self.sync()
+        catchup = self.state.catchup_from(conn_id, seen)
+        if catchup is None:
+            return None
+        outbox = Outbox(conn_id, self.settings.max_queued_frames, seen, "poll")
+        outbox.heartbeats = False
+        if catchup.frames:
+            outbox.push(catchup.seq, ",".join(encoding.dumps(f) for f in catchup.frames))
+        self._outboxes.setdefault(conn_id, []).append(outbox)
+        self._open_polls.add(outbox)
+        return outbox
+
+    def end_poll(self, outbox: Outbox) -> None:
+        """A poll from `poll_listener` answered (or its client left): stop feeding it, and
+        remember what its client has been sent for the next KeepPolling."""
+        self._open_polls.discard(outbox)
+        outboxes = self._outboxes.get(outbox.conn_id)
+        if outboxes and outbox in outboxes:
+            outboxes.remove(outbox)
+            if not outboxes:
+                del self._outboxes[outbox.conn_id]
+        conn_id = outbox.conn_id
+        self._polled[conn_id] = max(self._polled.get(conn_id, 0), outbox.served_up_to)
+
+    def keep_polling(self) -> None:
+        """Tell the cluster which connections this node served long polls for without
+        attaching since the last time, open ones included (one command for all)."""
+        polled = self._polled
+        for outbox in self._open_polls:
+            polled[outbox.conn_id] = max(polled.get(outbox.conn_id, 0), outbox.served_up_to)
+        if not polled:
+            return
+        self._polled = {}
+        try:
+            self.submit(
+                KeepPolling(node=self.node_id, conn_ids=tuple(polled), seen=tuple(polled.values()))
+            )
+        except BrokerUnavailable:  # said again with the next ones
+            for conn_id, seen in polled.items():
+                self._polled[conn_id] = max(self._polled.get(conn_id, 0), seen)
+            raise
+
     def touch(self, conn_id: str) -> bool:
         """Client activity on a listener. A connection with a listener is never idle, so this
         changes no shared state; it tells whether the connection still exists here."""
@@ -643,11 +710,13 @@ class Node:
     # ------------------------------------------------------------------ chores
 
     def run_chores(self) -> None:
-        """Every second: resend detaches that failed; on the leader only, collect garbage,
+        """Every second: resend detaches that failed, say which connections long polls kept
+        active (`keep_polling`); on the leader only, collect garbage,
         end connections of dead nodes, and refresh the snapshot."""
         while self._unsent_detaches:
             self.broker.submit(self._unsent_detaches[0])
             self._unsent_detaches.pop(0)
+        self.keep_polling()
         if not self.broker.is_leader():
             return
         self.collect_garbage()
@@ -658,9 +727,9 @@ class Node:
         now = self.clock().timestamp()
         if not self.broker.keeps_snapshots:
             return
-        if now - self._last_snapshot >= SNAPSHOT_INTERVAL_SECONDS or not self.broker.has_snapshot():
-            self._last_snapshot = now
-            self.broker.save_snapshot(self.snapshot())
+        due = now - self._last_snapshot >= SNAPSHOT_INTERVAL_SECONDS
+        if (due or not self.broker.has_snapshot()) and self.broker.save_snapshot_of(self.snapshot):
+            self._last_snapshot = now  # encoded in a forked child: this node goes on meanwhile
 
     def collect_garbage(self) -> None:
         self.submit(

@@ -53,6 +53,69 @@ def test_listen_does_not_replay_frames_an_earlier_poll_delivered(
     assert response.json == []
 
 
+def test_a_poll_with_its_position_gets_what_came_after_it_without_attaching(
+    polling_client: ApiClient,
+) -> None:
+    answer = polling_client.connect("bob", channels=["room"])
+    conn_id, epoch = answer["conn_id"], answer["epoch"]
+    polling_client.publish({"user": "alice", "channel": "room", "message": {"n": 1}})
+    seen = polling_client.node.state.seq
+    polling_client.publish({"user": "alice", "channel": "room", "message": {"n": 2}})
+    query = urlencode({"conn_id": conn_id, "epoch": epoch, "seq": seen})
+
+    frames = polling_client.get("/listen", query=query).json
+
+    assert [frame["message"] for frame in frames] == [{"n": 2}]
+    connection = polling_client.node.state.connections[conn_id]
+    assert connection.listeners == 0  # no Attach
+    assert connection.cursor < frames[-1]["seq"]
+    polling_client.node.keep_polling()  # what the chores do every second
+    assert connection.cursor == frames[-1]["seq"]  # so a later websocket starts after it
+    again = urlencode({"conn_id": conn_id, "epoch": epoch, "seq": frames[-1]["seq"]})
+    assert polling_client.get("/listen", query=again).json == []
+
+
+def test_a_poll_with_a_position_of_another_epoch_attaches_as_before(
+    polling_client: ApiClient,
+) -> None:
+    conn_id = _connect_and_publish(polling_client)
+    query = urlencode({"conn_id": conn_id, "epoch": "an-old-epoch", "seq": 99})
+
+    frames = polling_client.get("/listen", query=query).json
+
+    assert [frame["message"] for frame in frames] == [{"n": 1}, {"n": 2}]
+    assert polling_client.get("/listen", query=f"conn_id={conn_id}").json == []
+
+
+@pytest.mark.parametrize(
+    ("position", "field"),
+    [({"epoch": "e"}, "seq"), ({"seq": "3"}, "seq"), ({"epoch": "e", "seq": "-1"}, "seq")],
+)
+def test_a_poll_position_must_be_whole_and_valid(
+    polling_client: ApiClient, position: dict[str, str], field: str
+) -> None:
+    conn_id = polling_client.connect()["conn_id"]
+    query = urlencode({"conn_id": conn_id, **position})
+
+    response = polling_client.get("/listen", query=query, status=422)
+
+    assert list(response.json) == [field]
+
+
+def test_a_poll_with_its_position_ends_when_the_connection_does(
+    polling_client: ApiClient,
+) -> None:
+    answer = polling_client.connect("bob", channels=["room"])
+    query = urlencode({"conn_id": answer["conn_id"], "epoch": answer["epoch"], "seq": 0})
+    poll = gevent.spawn(polling_client.get, "/listen", query=query, status=401)
+    with gevent.Timeout(5):
+        while not polling_client.node.listener_count():
+            gevent.sleep(0.01)
+    polling_client.node.disconnect(answer["conn_id"])
+
+    assert poll.get(timeout=5).json == UNKNOWN_CONNECTION
+
+
 def test_listen_with_nothing_waiting_answers_an_empty_array(polling_client: ApiClient) -> None:
     conn_id = polling_client.connect("bob", channels=["room"])["conn_id"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
@@ -346,6 +346,46 @@ class State:
         connection.gap_everywhere = False
         return outcome
 
+    def catchup_from(self, conn_id: str, seen: int) -> Catchup | None:
+        """What a long poll whose client has seen everything up to `seq` `seen` (in this
+        epoch) gets first, without attaching: reads only, so a node can serve it from its
+        replica without a command. None when only an Attach can serve it: the connection is
+        unknown here or absent (presence must change), recovers from another epoch, the
+        client saw more than this replica holds, or a channel's frames expire
+        (`history_ttl`: expiry is a change)."""
+        connection = self.connections.get(conn_id)
+        if (
+            connection is None
+            or not connection.present
+            or connection.gap_everywhere
+            or not 0 <= seen <= self._seq
+        ):
+            return None
+        for name in connection.channels:
+            channel = self.channels.get(name)
+            if channel is not None and channel.config.history_ttl > 0:
+                return None
+        return Catchup(frames=self.catchup_frames(connection, seen), seq=self._seq)
+
+    def keep_polling(
+        self, conn_ids: Sequence[str], seen: Sequence[int], now: datetime, ids: IdSource = new_uuid
+    ) -> Outcome:
+        """Connections a node served long polls for without attaching (`catchup_from`), with
+        what each client has seen: they were active (kept from garbage collection and
+        present, as an attached poll keeps them) and their catchup position moves up to
+        what the client has, for a listener that attaches later."""
+        outcome = Outcome()
+        for conn_id, position in zip(conn_ids, seen, strict=False):  # the same on every replica
+            connection = self.connections.get(conn_id)
+            if connection is None:
+                continue  # ended meanwhile
+            self.touch(conn_id, now)
+            if connection.listeners == 0 and not connection.gap_everywhere:
+                connection.cursor = max(connection.cursor, min(position, self._seq))
+            if not connection.present:
+                self._make_present(connection, now, outcome, ids)
+        return outcome
+
     def detach(self, conn_id: str, served_up_to: int, now: datetime, node: str = "local") -> None:
         """A listener went away having sent the client everything up to `served_up_to`."""
         connection = self.connections.get(conn_id)
@@ -411,18 +451,19 @@ class State:
         self.users[connection.username].last_active = now
         return True
 
-    def catchup_frames(self, connection: Connection) -> list[Frame]:
+    def catchup_frames(self, connection: Connection, seen: int | None = None) -> list[Frame]:
         """A gap frame for every channel (and the direct messages) where frames it missed are
         gone, then the frames stored after its position that it may see, oldest first.
 
-        A channel's frames count only from when the connection joined it.
+        A channel's frames count only from when the connection joined it. `seen`: the
+        position its client says it has (else the connection's cursor).
         """
         username = connection.username
         missed: list[StoredFrame] = []
         for name in connection.channels:
             channel = self.channels.get(name)
             if channel is not None:
-                floor = self._floor(connection, name)
+                floor = self._floor(connection, name, seen)
                 missed.extend(
                     stored
                     for stored in channel.frames
@@ -430,25 +471,31 @@ class State:
                 )
         user = self.users.get(username)
         if user is not None:
-            floor = self._floor(connection, None)
+            floor = self._floor(connection, None, seen)
             missed.extend(stored for stored in user.frames if stored.seq > floor)
         missed.sort(key=lambda stored: stored.seq)
         gaps = [
             {"type": "gap", "channel": name, "seq": seq, "catchup": True}
-            for name, seq in self._gaps(connection)
+            for name, seq in self._gaps(connection, seen)
         ]
         return gaps + [{**stored.frame, "catchup": True} for stored in missed]
 
-    def _floor(self, connection: Connection, channel_name: str | None) -> int:
+    def _floor(
+        self, connection: Connection, channel_name: str | None, seen: int | None = None
+    ) -> int:
         """The connection's position on a channel (None: its direct messages): what it has
-        seen, or joined after; 0 when it came from another epoch."""
+        seen (`seen`, the client's word, else its cursor), or joined after; 0 when it came
+        from another epoch."""
         if connection.gap_everywhere:
             return 0
+        cursor = connection.cursor if seen is None else seen
         if channel_name is None:
-            return connection.cursor
-        return max(connection.cursor, connection.channels[channel_name])
+            return cursor
+        return max(cursor, connection.channels[channel_name])
 
-    def _gaps(self, connection: Connection) -> list[tuple[str | None, int]]:
+    def _gaps(
+        self, connection: Connection, seen: int | None = None
+    ) -> list[tuple[str | None, int]]:
         """(channel, position) where the connection missed frames catchup can no longer give;
         channel None for its direct messages. A gap's seq is the client's position there:
         frames after it and before the catchup that follows were lost (`/history` with
@@ -456,11 +503,11 @@ class State:
         gaps: list[tuple[str | None, int]] = []
         for name in sorted(connection.channels):
             channel = self.channels.get(name)
-            floor = self._floor(connection, name)
+            floor = self._floor(connection, name, seen)
             if connection.gap_everywhere or (channel is not None and channel.lost_up_to > floor):
                 gaps.append((name, floor))
         user = self.users.get(connection.username)
-        floor = self._floor(connection, None)
+        floor = self._floor(connection, None, seen)
         if connection.gap_everywhere or (user is not None and user.lost_up_to > floor):
             gaps.append((None, floor))
         return gaps

@@ -603,7 +603,13 @@ export class ChannelStreamConnection {
     }
 
     _poll(generation, opened) {
-        const request = new ChannelStreamRequest(this._listenUrl(this._longPollUrl()));
+        let url = this._listenUrl(this._longPollUrl());
+        if (!this._token && typeof this.epoch === 'string') {
+            // where this page is: the server then serves the poll without writing to its
+            // cluster's log (a connection token's first frame gives the position instead)
+            url += '&epoch=' + encodeURIComponent(this.epoch) + '&seq=' + (this.lastSeq || 0);
+        }
+        const request = new ChannelStreamRequest(url);
         request.timeout = this.longPollTimeout;
         request.handleResponse = (xhr, data) => {
             if (generation !== this._generation) {

@@ -22,16 +22,27 @@ COLLECT_AT_MOST_SECONDS = 1.0  # a steady stream must not keep a poll open for e
 
 
 def long_poll(
-    node: Node, conn_id: str, client_socket: Any = None, position: bool = False
+    node: Node,
+    conn_id: str,
+    client_socket: Any = None,
+    position: bool = False,
+    seen: tuple[str, int] | None = None,
 ) -> str | None:
     """A JSON array of the frames for this poll, or None if the connection ended meanwhile.
 
     `client_socket` (if known) is watched: a client that hangs up ends the poll at once, and
     what it had collected is left to the next poll's catchup.
     `position`: the poll starts with a `position` frame (see `Node.attach`).
+    `seen`: the client's (epoch, seq): the poll is then served without attaching, where it
+    can be (`Node.poll_listener`), so it writes nothing to the cluster's log.
     Raises UnknownConnection if there is no such connection.
     """
-    outbox = node.attach(conn_id, "poll", heartbeats=False, position=position)
+    outbox = None
+    if seen is not None and not position:
+        outbox = node.poll_listener(conn_id, *seen)
+    attached = outbox is None
+    if outbox is None:
+        outbox = node.attach(conn_id, "poll", heartbeats=False, position=position)
     log.debug("long poll waiting: connection %s", conn_id)
     parts: list[str] = []
     hung_up = False
@@ -55,7 +66,10 @@ def long_poll(
     finally:
         if hangup is not None:
             hangup.kill()
-        node.detach(outbox)
+        if attached:
+            node.detach(outbox)
+        else:
+            node.end_poll(outbox)
     if outbox.close_code == CloseCode.NORMAL:
         return None  # /disconnect ended the connection while we waited (fix F17)
     return "[" + ",".join(parts) + "]"

@@ -25,6 +25,7 @@ from channelstream.core.commands import (
     Edit,
     ExpireConnection,
     ForgetNode,
+    KeepPolling,
     Operation,
     Publish,
     SetChannelConfigs,
@@ -78,6 +79,8 @@ EXAMPLES: list[Operation[Any]] = [
     ExpireConnection(conn_id="c1"),
     # added with webhooks (issue 12)
     AcknowledgeWebhooks(up_to=12, delivered=False),
+    # added with long polls that carry their position (issue 16)
+    KeepPolling(node="n1", conn_ids=("c1", "c2"), seen=(7, 0)),
 ]
 
 

@@ -1,7 +1,7 @@
 """Property-based tests of the sans-I/O core: random operation sequences keep its invariants.
 
 A hypothesis state machine applies random `Command`s (connect, subscribe, unsubscribe,
-publish, attach/detach, forget_node, disconnect, set_user_state, set_channel_configs,
+publish, attach/detach, keep_polling, forget_node, disconnect, set_user_state, set_channel_configs,
 collect_garbage under an advancing injected clock) through `apply_command` to two fresh
 States over a small universe of users, channels, conn_ids and nodes. Beside the States it
 keeps a plain model of the connections (owner, channels, listeners per node, last activity),
@@ -545,6 +545,32 @@ class CoreMachine(RuleBasedStateMachine):
         if connection.nodes[node] == 0:
             del connection.nodes[node]
         connection.last_active = self.now
+
+    @rule(data=st.data(), node=nodes)
+    def keep_polling(self, data, node) -> None:
+        """A node's once-a-second word for the long polls it served from its replica; first,
+        one such poll's read-only catchup."""
+        state = self.replica
+        conn_id = self.pick_conn(data)
+        seen = data.draw(st.integers(-1, state.seq + 1), label="seen")
+        snapshot = state_to_data(state)
+        catchup = state.catchup_from(conn_id, seen)
+        self.assert_unchanged(snapshot)
+        connection = self.model.get(conn_id)
+        if catchup is not None:
+            assert connection is not None
+            for frame in catchup.frames:
+                assert frame["catchup"] is True
+                if frame["type"] == "message":
+                    assert connection.username in self.allowed[frame["uuid"]]
+                    assert frame["seq"] > seen
+        conn_ids = [conn_id, self.pick_conn(data)]
+        positions = [max(seen, 0), data.draw(st.integers(0, state.seq), label="seen 2")]
+        applied = self.run("keep_polling", {"node": node, "conn_ids": conn_ids, "seen": positions})
+        assert applied.error is None
+        for polled in conn_ids:
+            if polled in self.model:
+                self.model[polled].last_active = self.now
 
     @rule(node=nodes)
     def forget_node(self, node) -> None:
