@@ -210,3 +210,32 @@ def test_a_node_key_lives_presence_ttl(
     ttl_ms = redis_client.pttl(key)
 
     assert presence_ttl * 1000 / 2 < ttl_ms <= presence_ttl * 1000
+
+
+def test_many_submits_at_once_wait_for_a_connection_rather_than_fail(
+    make_broker: MakeBroker,
+) -> None:
+    """A thousand websockets closing at once each submit a Detach: more submits at one time
+    than the node's Redis connections must queue for one, not be taken for an outage."""
+    node = make_broker()
+    count = 300
+    barrier = threading.Barrier(count)
+    sent: list[Any] = []
+    failures: list[BaseException] = []
+
+    def submit() -> None:
+        barrier.wait(WAIT)
+        try:
+            sent.append(node.submit(n=1))
+        except BrokerUnavailable as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=submit) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+
+    assert failures == []
+    assert node.recorder.wait_for_ids([c.id for c in sent])
+    assert node.broker.available

@@ -45,6 +45,7 @@ from channelstream.core.commands import Command, Unsupported, from_wire, to_wire
 log = logging.getLogger(__name__)
 
 CLUSTER_STATE_TTL_SECONDS = 86400
+REDIS_POOL_SIZE = 32  # connections a node's requests share; more wait their turn
 READ_BLOCK_MS = 1000
 # A backlog is read this many entries at a time: parsing a reply runs in one go (a few ms for
 # 100 entries), and the fixed cost of a read is small beside 100 entries.
@@ -137,8 +138,19 @@ class RedisBroker:
         self.snapshot_key = f"{prefix}:snapshot"
         self.leader_key = f"{prefix}:leader"
         self.trimmed_key = f"{prefix}:trimmed"
-        # short timeouts for commands, so a request never hangs on a dead Redis
-        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        # short timeouts for commands, so a request never hangs on a dead Redis. A bounded
+        # pool that makes a greenlet wait for a free connection: a thousand websockets closing
+        # at once each submit a Detach, which with redis-py's default pool failed past 100
+        # connections ("Too many connections", taken for an outage).
+        self._client = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=REDIS_POOL_SIZE,
+                timeout=2,
+                socket_timeout=2,
+                socket_connect_timeout=2,
+            )
+        )
         self._reader = redis.Redis.from_url(
             url, socket_timeout=READ_BLOCK_MS / 1000 + 3, socket_connect_timeout=2
         )
@@ -246,6 +258,7 @@ class RedisBroker:
         except RedisErrors:
             pass
         self._leader = False
+        self._client.connection_pool.disconnect()  # a command after this connects anew
 
     # ------------------------------------------------------------------ the log
 
