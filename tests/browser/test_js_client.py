@@ -729,3 +729,38 @@ def test_more_missed_than_catchup_size_calls_on_gap_once_per_channel(setup):
         assert texts == ["seen", *missed[-(len(texts) - 1) :]]
     finally:
         proxy.close()
+
+
+# A page without websockets or EventSource listens by long polling; its poll URLs are kept.
+LONG_POLL_ONLY = """
+delete window.EventSource;
+window.pollUrls = [];
+const open = XMLHttpRequest.prototype.open;
+XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    if (String(url).includes('/listen')) { window.pollUrls.push(String(url)); }
+    return open.call(this, method, url, ...rest);
+};
+"""
+
+
+def test_long_polls_carry_the_page_position_and_get_each_message_once(setup):
+    page, _ = setup.open_page(LEGACY_PAGE, init_script=LONG_POLL_ONLY, NO_WEBSOCKET="true")
+    wait_for_log(page, "e.name === 'opened'")
+    assert page.evaluate("connection.transport") == "longpoll"
+    epoch = page.evaluate("connection.epoch")
+
+    for number in range(3):
+        setup.client.message("someone", {"n": number}, channel="pub_chan")
+        wait_for_frame(page, f"m.message && m.message.n === {number}")
+    last_seq = page.evaluate("connection.lastSeq")
+    page.wait_for_function(
+        "(seq) => window.pollUrls.some((u) => u.endsWith('&seq=' + seq))", arg=last_seq
+    )
+
+    polls = [parse_qs(urlsplit(url).query) for url in page.evaluate("window.pollUrls")]
+    assert all(poll["epoch"] == [epoch] for poll in polls)
+    seqs = [int(poll["seq"][0]) for poll in polls]
+    assert seqs == sorted(seqs) and seqs[-1] == last_seq
+    frames = [entry["data"] for entry in log_entries(page, "frame")]
+    numbers = [f["message"]["n"] for f in frames if "n" in (f.get("message") or {})]
+    assert numbers == [0, 1, 2]  # each once

@@ -169,9 +169,15 @@ class ApiClient:
         """`POST /info` with no body: every channel with its users."""
         return self.ok("/info")
 
-    def listen(self, conn_id: str, timeout: float = HTTP_TIMEOUT) -> HttpResult:
-        """One long poll: `GET /listen?conn_id=...` (not signed)."""
-        return http_request(f"{self.base_url}/listen?conn_id={conn_id}", timeout=timeout)
+    def listen(
+        self, conn_id: str, timeout: float = HTTP_TIMEOUT, position: tuple[str, int] | None = None
+    ) -> HttpResult:
+        """One long poll: `GET /listen?conn_id=...` (not signed); with `position` (epoch,
+        seq), as channelstream.js polls."""
+        query = f"conn_id={conn_id}"
+        if position is not None:
+            query += f"&epoch={position[0]}&seq={position[1]}"
+        return http_request(f"{self.base_url}/listen?{query}", timeout=timeout)
 
     def wait_until(
         self, condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
