@@ -174,9 +174,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--modes", nargs="+", default=["attach", "position"])
     args = parser.parse_args()
-    servers.begin(
+    # no private network namespace: the nodes use the machine's Redis (as cluster.py)
+    print(
         f"long polls: {args.clients} clients alternating between two nodes on one Redis, "
-        f"{args.seconds:g} s per mode, one message a second to their channel"
+        f"{args.seconds:g} s per mode, one message a second to their channel",
+        flush=True,
     )
     rows = []
     for mode in args.modes:
