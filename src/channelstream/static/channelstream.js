@@ -22,9 +22,9 @@
  *   it were lost, and `/history` with `since_seq: seq` has what history kept of them. Reload
  *   that channel (e.g. from `/history` through the web app);
  * - falls back from WebSocket to server-sent events to long polling when a transport is
- *   missing (`noWebsocket`, no `WebSocket` or `EventSource` in the page) or cannot open; its
- *   long polls carry `epoch` and `seq` (`lastSeq`), so a cluster serves them without writing
- *   to its log;
+ *   missing (`noWebsocket`, no `WebSocket` or `EventSource` in the page) or cannot open; once
+ *   it has an epoch, its long polls with a `conn_id` (not those with a token) carry `epoch`
+ *   and `seq` (`lastSeq`), so a cluster serves them without writing to its log;
  * - heartbeats both ways: `{"type": "heartbeat"}` every 10 s over a websocket, and a watchdog
  *   that reconnects when the server's heartbeats stop;
  * - resubscribes after a reconnect to the channels the page had joined;
