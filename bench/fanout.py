@@ -658,6 +658,22 @@ def main() -> None:
     )
 
 
+def burst_note(row: dict[str, Any]) -> str:
+    """The line under a burst row: samples, window, the calls' durations, host idle, log."""
+    head = f"{row['target']} {row['subs']:,} burst {row['burst']}: "
+    if "samples" not in row:
+        return head + "no measurement"
+    median = row["call_ms_p50"]
+    calls = "call " if median != median else f"call p50 {median:.1f} ms "  # nan: merged rows
+    return (
+        head
+        + f"{row['samples']:,} latency samples, window {row['window_s']:.2f} s, "
+        + calls
+        + f"max {row['call_ms_max']:.1f} ms, host idle {row['host_idle%']:.0f}%, "
+        + f"{row.get('log', '')}"
+    )
+
+
 def main_burst(args: argparse.Namespace) -> None:
     servers.begin(
         "fan-out burst: N websocket subscribers on one channel, each burst "
@@ -676,23 +692,7 @@ def main_burst(args: argparse.Namespace) -> None:
         )
     servers.print_table(BURST_COLUMNS, rows)
     print()
-    servers.print_row_notes(
-        rows,
-        lambda row: (
-            f"{row['target']} {row['subs']:,} burst {row['burst']}: "
-            + (
-                f"{row['samples']:,} latency samples, window {row['window_s']:.2f} s, "(
-                    f"call p50 {row['call_ms_p50']:.1f} ms "
-                    if row["call_ms_p50"] == row["call_ms_p50"]  # nan in `all`: no merged median
-                    else "call "
-                )
-                + f"max {row['call_ms_max']:.1f} ms, "
-                f"host idle {row['host_idle%']:.0f}%, {row.get('log', '')}"
-                if "samples" in row
-                else "no measurement"
-            )
-        ),
-    )
+    servers.print_row_notes(rows, burst_note)
     print()
     print(
         "p50/p99/max: publish-to-receive latency (the send time of the message's call to the "
