@@ -12,6 +12,7 @@ come back in cluster order.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -232,8 +233,14 @@ class Node:
 
     @staticmethod
     def _every(interval: float, action: Callable[[], Any]) -> None:
+        """Run `action` every `interval` seconds, counted from one start to the next: a pass
+        that takes a while (heartbeats go in slices) does not push the next one later, so a
+        listener's heartbeats stay `interval` apart. A pass longer than `interval` is
+        followed by the next at once."""
+        next_start = time.monotonic() + interval
         while True:
-            gevent.sleep(interval)
+            gevent.sleep(max(0.0, next_start - time.monotonic()))
+            next_start = max(next_start + interval, time.monotonic())
             try:
                 action()
             except BrokerUnavailable:
