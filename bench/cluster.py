@@ -20,8 +20,10 @@ node B only follows. Parts:
   /proc, its idle CPU with the same probes subtracted), Redis's CPU per command (INFO cpu
   deltas: Redis is shared, so others' use counts too), and B's worst event-loop pause as a
   client sees it: the longest `GET /health` on B, asked every `--probe-ms` (one at a time).
-  `backlog`: B stopped (SIGSTOP) while `--backlog` entries are appended, then resumed: its
-  CPU per command until it caught up, and the longest `/health` while it catches up.
+  `--extra-followers K` starts K more nodes that only follow (`readers`: 2 + K), for what
+  each more reader costs Redis. `backlog`: B stopped (SIGSTOP) while `--backlog` entries are
+  appended, then resumed: its CPU per command until it caught up, and the longest `/health`
+  while it catches up.
 - `snapshot`: `--connections` connections put into the state (Connect commands appended to the
   log, no listener: they stay until `gc_conns_after`, set to a day), then a probe message
   published through A's API every `--probe-ms` for `--snapshot-seconds` (several snapshot
@@ -109,6 +111,12 @@ class Cluster:
     b: servers.Server
     redis: redis.Redis
     prefix: str
+    followers: tuple[servers.Server, ...] = ()  # more nodes that only follow (--extra-followers)
+
+    @property
+    def readers(self) -> int:
+        """Nodes reading the log."""
+        return 2 + len(self.followers)
 
     @property
     def log_key(self) -> str:
@@ -120,7 +128,7 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(redis_url: str) -> Iterator[Cluster]:
+def running_cluster(redis_url: str, extra_followers: int = 0) -> Iterator[Cluster]:
     prefix = f"bench-cluster-{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(redis_url, socket_timeout=30)
     started: list[servers.Server] = []
@@ -133,7 +141,9 @@ def running_cluster(redis_url: str) -> Iterator[Cluster]:
                 time.sleep(0.05)
             b = start_node(Path(workdir), "b", redis_url, prefix)
             started.append(b)
-            yield Cluster(a, b, client, prefix)
+            for number in range(extra_followers):
+                started.append(start_node(Path(workdir), f"c{number}", redis_url, prefix))
+            yield Cluster(a, b, client, prefix, tuple(started[2:]))
         finally:
             for server in started:
                 with suppress(ProcessLookupError):
@@ -533,6 +543,7 @@ def part_follow(cluster: Cluster, args: argparse.Namespace, probe: Probe) -> Non
         rows.append(
             {
                 "mode": "live",
+                "readers": cluster.readers,
                 "rate/s": rate,
                 "commands": sent + 1,
                 "B_cpu%": 100 * (b1 - b0) / elapsed,
@@ -570,6 +581,7 @@ def part_follow(cluster: Cluster, args: argparse.Namespace, probe: Probe) -> Non
         rows.append(
             {
                 "mode": "backlog",
+                "readers": cluster.readers,
                 "rate/s": float("nan"),
                 "commands": args.backlog + 1,
                 "B_cpu%": 100 * (b1 - b0) / elapsed,
@@ -801,6 +813,12 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--backlog", type=int, default=20000)
     parser.add_argument("--probe-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--extra-followers",
+        type=int,
+        default=0,
+        help="more nodes that only follow (0): Redis's CPU per command with more readers",
+    )
     parser.add_argument("--connections", type=int, nargs="+", default=[20000, 100000])
     parser.add_argument("--channels", type=int, default=1000)
     parser.add_argument("--snapshot-seconds", type=float, default=35.0)
@@ -810,7 +828,7 @@ def main() -> None:
     print(f"redis: {args.redis} (shared); commit {_commit()}")
     print(flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
-    with running_cluster(args.redis) as cluster:
+    with running_cluster(args.redis, args.extra_followers) as cluster:
         probe = Probe(cluster)
         try:
             if "api" in args.parts:
