@@ -79,18 +79,8 @@ def start_node(workdir: Path, label: str, redis_url: str, prefix: str) -> server
     port = servers.free_port()
     ini = workdir / f"{label}.ini"
     _write_ini(ini, port, redis_url, prefix)
-    servers.LOG_DIR.mkdir(exist_ok=True)
-    log_path = servers.LOG_DIR / f"cluster-{label}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELSTREAM_")}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [str(servers.OUR_VENV / "bin" / "channelstream"), "-i", str(ini)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    server = servers.Server("ours", port, process, log_path)
+    server = servers.spawn_ours(ini, port, f"cluster-{label}.log")
+    process, log_path = server.process, server.log_path
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

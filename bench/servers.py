@@ -344,6 +344,23 @@ def private_redis() -> Iterator[tuple[str, int]]:
             process.wait(timeout=10)
 
 
+def spawn_ours(ini: Path, port: int, log_name: str) -> Server:
+    """Our server started from `ini` (serving `port`), its output in LOG_DIR/`log_name`, no
+    CHANNELSTREAM_* variables of this environment; not waited for."""
+    LOG_DIR.mkdir(exist_ok=True)
+    log_path = LOG_DIR / log_name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELSTREAM_")}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [str(OUR_VENV / "bin" / "channelstream"), "-i", str(ini)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    return Server("ours", port, process, log_path)
+
+
 def start_server(target: str, workdir: Path, label: str, broker: str = "memory") -> Server:
     port = free_port()
     ini = workdir / f"{target}-{port}.ini"

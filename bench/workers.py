@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import os
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -115,18 +114,8 @@ def running(workers: int, broker: str, workdir: Path) -> Any:
     port = servers.free_port()
     ini = workdir / f"workers-{workers}.ini"
     write_ini(ini, port, broker, workers)
-    servers.LOG_DIR.mkdir(exist_ok=True)
-    log_path = servers.LOG_DIR / f"workers-{workers}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELSTREAM_")}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [str(servers.OUR_VENV / "bin" / "channelstream"), "-i", str(ini)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    server = servers.Server("ours", port, process, log_path)
+    server = servers.spawn_ours(ini, port, f"workers-{workers}.log")
+    process, log_path = server.process, server.log_path
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:  # every worker answering in one scrape (or the one process serving)
