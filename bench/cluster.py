@@ -517,34 +517,8 @@ def part_follow(cluster: Cluster, args: argparse.Namespace, probe: Probe) -> Non
         sent = feed(cluster, rate, args.follow_seconds)
         marker = probe_entry(-1)
         append(cluster, [marker])
-        deadline = time.monotonic() + 120
-        result = None
-        # B has followed everything once the last probe is in (time it out generously)
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if _applied_everything(cluster, b):
-                break
-        elapsed = time.monotonic() - started
-        b1, r1 = cpu(b.pid), cluster.redis_cpu()
-        result = probe.finish()
-        used = b1 - b0 - idle_per_s * elapsed
-        health = summary_ms(result["health"][b.port])
-        latency = summary_ms(delays(result["latency"][b.port]))
-        rows.append(
-            {
-                "mode": "live",
-                "readers": cluster.readers,
-                "rate/s": rate,
-                "commands": sent + 1,
-                "B_cpu%": 100 * (b1 - b0) / elapsed,
-                "B_ms/cmd": 1000 * used / (sent + 1),
-                "redis_ms/cmd": 1000 * (r1 - r0) / (sent + 1),
-                "health_p99_ms": health["p99"],
-                "health_max_ms": health["max"],
-                "probe_p50_ms": latency["p50"],
-                "probe_max_ms": latency["max"],
-            }
-        )
+        before = (b0, r0, started)
+        rows.append(_followed(cluster, probe, before, idle_per_s, ("live", rate, sent + 1), 120))
     if args.backlog:
         print(f"... backlog {args.backlog}", file=sys.stderr, flush=True)
         os.kill(b.pid, signal.SIGSTOP)
@@ -557,33 +531,9 @@ def part_follow(cluster: Cluster, args: argparse.Namespace, probe: Probe) -> Non
             b0, r0, started = cpu(b.pid), cluster.redis_cpu(), time.monotonic()
             os.kill(b.pid, signal.SIGCONT)
             probe.start(3600, interval, health_ports=(b.port,))  # none waits out the stop
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if _applied_everything(cluster, b):
-                break
-        elapsed = time.monotonic() - started
-        b1, r1 = cpu(b.pid), cluster.redis_cpu()
-        result = probe.finish()
-        used = b1 - b0 - idle_per_s * elapsed
-        health = summary_ms(result["health"][b.port])
-        latency = summary_ms(delays(result["latency"][b.port]))
-        rows.append(
-            {
-                "mode": "backlog",
-                "readers": cluster.readers,
-                "rate/s": float("nan"),
-                "commands": args.backlog + 1,
-                "B_cpu%": 100 * (b1 - b0) / elapsed,
-                "B_ms/cmd": 1000 * used / (args.backlog + 1),
-                "redis_ms/cmd": 1000 * (r1 - r0) / (args.backlog + 1),
-                "health_p99_ms": health["p99"],
-                "health_max_ms": health["max"],
-                "probe_p50_ms": latency["p50"],
-                "probe_max_ms": latency["max"],
-                "catch_up_s": elapsed,
-            }
-        )
+        what = ("backlog", float("nan"), args.backlog + 1)
+        row = _followed(cluster, probe, (b0, r0, started), idle_per_s, what, 300)
+        rows.append(row)
     print(
         f"follow: node B follows commands appended to the log (B's idle CPU with the probes, "
         f"{100 * idle_per_s:.2f} % of a core, subtracted in B_ms/cmd; /health every "
@@ -592,6 +542,49 @@ def part_follow(cluster: Cluster, args: argparse.Namespace, probe: Probe) -> Non
     columns = list(rows[0]) + (["catch_up_s"] if args.backlog else [])
     servers.print_table(columns, rows)
     print()
+
+
+def _followed(
+    cluster: Cluster,
+    probe: Probe,
+    before: tuple[float, float, float],
+    idle_per_s: float,
+    what: tuple[str, float, int],
+    timeout: float,
+) -> dict[str, Any]:
+    """The row of one follow measurement (`what`: mode, rate, commands), once B applied the
+    log's last entry (at most `timeout` s): B's and Redis's CPU per command since `before`
+    (B's CPU, Redis's CPU, time.monotonic()), B's idle CPU subtracted, and what the probes
+    saw; a backlog's row also has how long catching up took."""
+    b = cluster.b
+    b0, r0, started = before
+    mode, rate, commands = what
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if _applied_everything(cluster, b):
+            break
+    elapsed = time.monotonic() - started
+    b1, r1 = cpu(b.pid), cluster.redis_cpu()
+    result = probe.finish()
+    health = summary_ms(result["health"][b.port])
+    latency = summary_ms(delays(result["latency"][b.port]))
+    row: dict[str, Any] = {
+        "mode": mode,
+        "readers": cluster.readers,
+        "rate/s": rate,
+        "commands": commands,
+        "B_cpu%": 100 * (b1 - b0) / elapsed,
+        "B_ms/cmd": 1000 * (b1 - b0 - idle_per_s * elapsed) / commands,
+        "redis_ms/cmd": 1000 * (r1 - r0) / commands,
+        "health_p99_ms": health["p99"],
+        "health_max_ms": health["max"],
+        "probe_p50_ms": latency["p50"],
+        "probe_max_ms": latency["max"],
+    }
+    if mode == "backlog":
+        row["catch_up_s"] = elapsed
+    return row
 
 
 def _applied_everything(cluster: Cluster, node: servers.Server) -> bool:
