@@ -39,7 +39,7 @@ from functools import partial
 from typing import Any
 
 import servers
-from loadgen import HttpClient, LoadGenerator, Loop, Process
+from loadgen import HttpClient, LoadGenerator, Loop, Process, commands
 
 CHANNEL = "bench"
 COLUMNS = (
@@ -254,16 +254,7 @@ def _burst_publisher_main(pipe: Any, port: int, index: int) -> None:
     loop = Loop()
     tokens = Tokens()
     clients: list[HttpClient] = []
-    while True:
-        try:
-            command, arguments = pipe.recv()
-        except EOFError:
-            return
-        if command == "exit":
-            pipe.send(True)
-            return
-        if command != "burst":
-            raise ValueError(command)
+    for arguments in commands(pipe, "burst"):
         while len(clients) < arguments["connections"]:
             clients.append(HttpClient(loop, port, tokens))
         pipe.send(_post_burst(loop, clients, arguments))

@@ -27,7 +27,7 @@ import socket
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 MARK = b'"bench_sent"'
@@ -478,6 +478,22 @@ def _dechunk(data: bytes) -> bytes | None:
 # --- the worker process -------------------------------------------------------------------------
 
 
+def commands(pipe: multiprocessing.connection.Connection, name: str) -> Iterator[dict[str, Any]]:
+    """The arguments of each `name` command the parent sends a helper process, until it sends
+    "exit" (answered) or goes away; any other command is a ValueError."""
+    while True:
+        try:
+            command, arguments = pipe.recv()
+        except EOFError:
+            return
+        if command == "exit":
+            pipe.send(True)
+            return
+        if command != name:
+            raise ValueError(command)
+        yield arguments
+
+
 class Worker:
     """Runs in a load-generator process: executes the parent's commands on its epoll loop."""
 
@@ -608,20 +624,7 @@ class Worker:
 
         for client in clients:
             start(client)
-        deadline = started + timeout
-
-        def check() -> bool:
-            if state["done"] >= count or time.monotonic() > deadline:
-                self.waiting = None
-                for client in clients:
-                    client._drop_socket()
-                result["seconds"] = time.monotonic() - started
-                result["timed_out"] = state["done"] < count
-                self.reply(result)
-                return True
-            return False
-
-        self.waiting = check
+        self.reply_when_opened(clients, state, count, (started, timeout), result)
 
     # -- counting -------------------------------------------------------------------------------
 
@@ -647,6 +650,33 @@ class Worker:
             if counters.messages >= expected or now > deadline or now - progress["at"] > stall:
                 self.waiting = None
                 self.reply(self.report(expected_per_socket))
+                return True
+            return False
+
+        self.waiting = check
+
+    def reply_when_opened(
+        self,
+        clients: list[HttpClient],
+        state: dict[str, int],
+        count: int,
+        window: tuple[float, float],
+        result: dict[str, Any],
+    ) -> None:
+        """Answer the parent with `result` once `state["done"]` reaches `count` or `timeout`
+        passed (`window`: started, timeout), dropping the HTTP clients that opened the
+        websockets; `result["seconds"]` is the time since `started`."""
+        started, timeout = window
+        deadline = started + timeout
+
+        def check() -> bool:
+            if state["done"] >= count or time.monotonic() > deadline:
+                self.waiting = None
+                for client in clients:
+                    client._drop_socket()
+                result["seconds"] = time.monotonic() - started
+                result["timed_out"] = state["done"] < count
+                self.reply(result)
                 return True
             return False
 
@@ -839,16 +869,7 @@ def _publisher_main(pipe: multiprocessing.connection.Connection, port: int, inde
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     loop = Loop()
     client = HttpClient(loop, port, Tokens())
-    while True:
-        try:
-            command, arguments = pipe.recv()
-        except EOFError:
-            return
-        if command == "exit":
-            pipe.send(True)
-            return
-        if command != "publish":
-            raise ValueError(command)
+    for arguments in commands(pipe, "publish"):
         count, rate, channel = arguments["count"], arguments["rate"], arguments["channel"]
         padding = "x" * arguments.get("payload_bytes", 100)
         outcome = {"errors": 0, "answered": 0}

@@ -46,7 +46,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import servers
-from loadgen import CONNECT_INFO, SENT_RE, Counters, HttpClient, Loop, Process, WebSocket, Worker
+from loadgen import (
+    CONNECT_INFO,
+    SENT_RE,
+    Counters,
+    HttpClient,
+    Loop,
+    Process,
+    WebSocket,
+    Worker,
+    commands,
+)
 
 SHARED = "shared"
 HEARTBEAT_INTERVAL = 5.0  # the server's default `heartbeat_interval` (servers.py does not set it)
@@ -272,20 +282,7 @@ class ManyWorker(Worker):
 
         for client in clients:
             start(client)
-        deadline = started + timeout
-
-        def check() -> bool:
-            if state["done"] >= count or time.monotonic() > deadline:
-                self.waiting = None
-                for client in clients:
-                    client._drop_socket()
-                result["seconds"] = time.monotonic() - started
-                result["timed_out"] = state["done"] < count
-                self.reply(result)
-                return True
-            return False
-
-        self.waiting = check
+        self.reply_when_opened(clients, state, count, (started, timeout), result)
 
     def listeners(self) -> list[Listener]:
         return cast(list[Listener], self.sockets)
@@ -448,16 +445,7 @@ def _publisher_main(pipe: Any, port: int, index: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     loop = Loop()
     tokens = Tokens()
-    while True:
-        try:
-            command, arguments = pipe.recv()
-        except EOFError:
-            return
-        if command == "exit":
-            pipe.send(True)
-            return
-        if command != "publish":
-            raise ValueError(command)
+    for arguments in commands(pipe, "publish"):
         clients = [HttpClient(loop, port, tokens) for _ in range(arguments["http_connections"])]
         pipe.send(_publish(loop, clients, arguments))
         for client in clients:
